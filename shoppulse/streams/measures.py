@@ -1,0 +1,174 @@
+"""Mergeable accumulators: the pure state behind every KPI. No Faust, no I/O.
+
+A window's state is a `Measures` bag: named accumulators that each partition fills on
+its own and that merge exactly across partitions. KPIs (kpis.py) are computed from the
+merged bag, so numerators and denominators are always summed before a ratio is taken.
+
+Accumulator kinds, chosen by the value stored under a name:
+- int: counts, and money in integer micro-units (exact sums, whatever the merge order);
+- dict[str, int]: counts by a label value (device, currency, product pair...);
+- Distinct: distinct count (Apache DataSketches theta; exact below 2**LG_K entries);
+- Quantiles: DDSketch with 0.5 % relative accuracy, one per label value.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import datasketches
+from ddsketch import DDSketch
+from ddsketch.mapping import LogarithmicMapping
+
+MICROS = 1_000_000
+
+
+def to_micros(amount: float) -> int:
+    """Money as integer micro-units, so sums are exact and order-independent."""
+    return round(amount * MICROS)
+
+
+class Distinct:
+    """Distinct count of strings. Exact while under 2**LG_K distinct values per window."""
+
+    LG_K = 16
+
+    __slots__ = ("sketch", "merged")
+
+    def __init__(self) -> None:
+        self.sketch = datasketches.update_theta_sketch(self.LG_K)  # values added here
+        self.merged = None  # compact sketch of everything merged in from elsewhere
+
+    def add(self, value: str) -> None:
+        self.sketch.update(value)
+
+    def merge(self, other: "Distinct") -> None:
+        self._merge_compact(other.compact())
+
+    def _merge_compact(self, compact) -> None:
+        union = datasketches.theta_union(self.LG_K)
+        union.update(self.compact())
+        union.update(compact)
+        self.merged = union.get_result()
+        self.sketch = datasketches.update_theta_sketch(self.LG_K)
+
+    def compact(self):
+        if self.merged is None:
+            return self.sketch.compact()
+        if self.sketch.is_empty():
+            return self.merged
+        union = datasketches.theta_union(self.LG_K)
+        union.update(self.merged)
+        union.update(self.sketch)
+        return union.get_result()
+
+    def count(self) -> int:
+        return round(self.compact().get_estimate())
+
+    def dump(self) -> dict:
+        return {"$theta": base64.b64encode(self.compact().serialize()).decode()}
+
+    @classmethod
+    def load(cls, data: dict) -> "Distinct":
+        distinct = cls()
+        distinct.merged = datasketches.compact_theta_sketch.deserialize(base64.b64decode(data["$theta"]))
+        return distinct
+
+
+class Quantiles:
+    """DDSketch of non-negative durations; quantiles within 0.5 % relative error."""
+
+    ACCURACY = 0.005
+    _mapping = LogarithmicMapping(ACCURACY)
+
+    __slots__ = ("sketch",)
+
+    def __init__(self) -> None:
+        self.sketch = DDSketch(self.ACCURACY)
+
+    def add(self, value: float) -> None:
+        self.sketch.add(max(value, 0.0))
+
+    def merge(self, other: "Quantiles") -> None:
+        self.sketch.merge(other.sketch)
+
+    def quantile(self, q: float) -> float | None:
+        return self.sketch.get_quantile_value(q) if self.sketch.count else None
+
+    def dump(self) -> dict:
+        # Bins as (key, count) pairs plus the zero bucket: enough to rebuild the quantiles.
+        store = self.sketch._store
+        bins = [[store.offset + i, c] for i, c in enumerate(store.bins) if c]
+        return {"$dd": bins, "z": self.sketch._zero_count}
+
+    @classmethod
+    def load(cls, data: dict) -> "Quantiles":
+        quantiles = cls()
+        for key, count in data["$dd"]:
+            quantiles.sketch.add(cls._mapping.value(key), count)
+        if data["z"]:
+            quantiles.sketch.add(0.0, data["z"])
+        return quantiles
+
+
+class Measures(dict):
+    """Named accumulators of one window (or one partial of it)."""
+
+    def inc(self, name: str, by: int = 1) -> None:
+        self[name] = self.get(name, 0) + by
+
+    def inc_label(self, name: str, label: str, by: int = 1) -> None:
+        counts = self.get(name)
+        if counts is None:
+            counts = self[name] = {}
+        counts[label] = counts.get(label, 0) + by
+
+    def distinct(self, name: str) -> Distinct:
+        value = self.get(name)
+        if value is None:
+            value = self[name] = Distinct()
+        return value
+
+    def quantiles(self, name: str) -> Quantiles:
+        value = self.get(name)
+        if value is None:
+            value = self[name] = Quantiles()
+        return value
+
+    def merge(self, other: "Measures") -> "Measures":
+        for name, value in other.items():
+            mine = self.get(name)
+            if mine is None:
+                self[name] = _copy(value)
+            elif isinstance(value, int):
+                self[name] = mine + value
+            elif isinstance(value, dict):
+                for label, count in value.items():
+                    mine[label] = mine.get(label, 0) + count
+            else:
+                mine.merge(value)
+        return self
+
+    def dump(self) -> dict[str, Any]:
+        return {k: (v.dump() if isinstance(v, (Distinct, Quantiles)) else v) for k, v in self.items()}
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> "Measures":
+        measures = cls()
+        for name, value in data.items():
+            if isinstance(value, dict) and "$theta" in value:
+                value = Distinct.load(value)
+            elif isinstance(value, dict) and "$dd" in value:
+                value = Quantiles.load(value)
+            measures[name] = value
+        return measures
+
+
+def _copy(value):
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, (Distinct, Quantiles)):
+        fresh = type(value)()
+        fresh.merge(value)
+        return fresh
+    return value
