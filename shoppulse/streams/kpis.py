@@ -34,7 +34,7 @@ class Value:
 class Kpi:
     key: str
     family: str  # traffic | sessions | sales | support | cross
-    unit: str  # count | ratio | seconds | currency | average | score
+    unit: str  # count | ratio | seconds | currency | average | score | tickets (a snapshot)
     formula: str
     source: str
     compute: Callable[[Measures, "Context"], list[Value]]
@@ -43,6 +43,7 @@ class Kpi:
     counters: tuple[str, ...] = ()
     goal: tuple[str, float] | None = None  # (">=" | "<=", target) default goal, overridable
     insight: bool = False  # a top-N list: kpi-results only, never a metric
+    dims: tuple[str, ...] = ()  # dimension labels its values may carry (bounded)
 
     @property
     def metric(self) -> str:
@@ -153,7 +154,7 @@ def _nps(m: Measures, ctx: Context) -> list[Value]:
 
 
 def _oldest_unanswered(m: Measures, ctx: Context) -> list[Value]:
-    oldest = m.get("oldest_unanswered_age_ms")
+    oldest = m.get("max:oldest_unanswered_age_ms")
     return [Value("oldest_unanswered_ticket_age_seconds", oldest / 1000 if oldest is not None else 0.0)]
 
 
@@ -191,10 +192,10 @@ CATALOGUE: tuple[Kpi, ...] = (
         "GA4 `sessions` (30 min inactivity split)", count("sessions", "sessions"),
         attribution="the window of the session's first event", counters=("sessions",)),
     Kpi("sessions_by_device", "traffic", "count", "sessions started, by `device` (top N + other)",
-        "GA4 device category", by_label("sessions_by_device", "sessions_by_device", "device"),
+        "GA4 device category", by_label("sessions_by_device", "sessions_by_device", "device"), dims=("device",),
         attribution="the window of the session's first event"),
     Kpi("sessions_by_source", "traffic", "count", "sessions started, by `source` (top N + other)",
-        "GA4 session source", by_label("sessions_by_source", "sessions_by_source", "source"),
+        "GA4 session source", by_label("sessions_by_source", "sessions_by_source", "source"), dims=("source",),
         attribution="the window of the session's first event"),
     Kpi("unique_visitors", "traffic", "count", "distinct visitor_id over all events (theta sketch, exact below 65,536)",
         "GA4 `totalUsers`", lambda m, ctx: [Value("unique_visitors", m["visitors"].count() if "visitors" in m else 0)]),
@@ -247,20 +248,20 @@ CATALOGUE: tuple[Kpi, ...] = (
     # ------------------------------------------------------------------ sales
     Kpi("orders", "sales", "count", "orders placed", "Shopify `orders`", count("orders", "orders"), counters=("orders",)),
     Kpi("revenue", "sales", "currency", "sum of quantity x unit_price - discount (no tax, no shipping), per currency",
-        "Shopify net sales before returns", money_by_currency("revenue", "revenue_micros")),
+        "Shopify net sales before returns", money_by_currency("revenue", "revenue_micros"), dims=("currency",)),
     Kpi("average_order_value", "sales", "currency", "revenue / orders, per currency", "Shopify AOV",
-        money_ratio_by_currency("average_order_value", "revenue_micros", "orders_by_currency")),
+        money_ratio_by_currency("average_order_value", "revenue_micros", "orders_by_currency"), dims=("currency",)),
     Kpi("units_per_order", "sales", "average", "units / orders", "Shopify units per transaction",
         ratio("units_per_order", "units", "orders"), counters=("units",)),
     Kpi("gross_profit", "sales", "currency", "revenue - cost over orders where every item has a unit_cost",
-        "Shopify gross profit", money_by_currency("gross_profit", "profit_micros")),
+        "Shopify gross profit", money_by_currency("gross_profit", "profit_micros"), dims=("currency",)),
     Kpi("gross_margin", "sales", "ratio", "gross_profit / revenue of those orders", "Shopify gross margin",
-        money_ratio_by_currency("gross_margin", "profit_micros", "costed_revenue_micros", MICROS)),
+        money_ratio_by_currency("gross_margin", "profit_micros", "costed_revenue_micros", MICROS), dims=("currency",)),
     Kpi("cancellations", "sales", "count", "order_cancelled events", "Shopify cancelled orders",
         count("cancellations", "cancellations"), counters=("cancellations",)),
     Kpi("refunds", "sales", "count", "order_refunded events", "Shopify returns", count("refunds", "refunds"), counters=("refunds",)),
     Kpi("refund_amount", "sales", "currency", "sum of refund_amount, per currency", "Shopify returns amount",
-        money_by_currency("refund_amount", "refund_micros")),
+        money_by_currency("refund_amount", "refund_micros"), dims=("currency",)),
     Kpi("refund_rate", "sales", "ratio", "refunds / orders", "Shopify return rate", ratio("refund_rate", "refunds", "orders")),
     Kpi("new_customer_orders", "sales", "count", "orders of first-time customers (`is_first_order`, else first sight)",
         "Shopify first-time customers", count("new_customer_orders", "new_customer_orders"), counters=("new_customer_orders",)),
@@ -277,20 +278,21 @@ CATALOGUE: tuple[Kpi, ...] = (
     Kpi("tickets_created", "support", "count", "tickets created", "Zendesk `Tickets created`",
         count("tickets_created", "tickets_created"), counters=("tickets_created",)),
     Kpi("tickets_created_by_channel", "support", "count", "tickets created by channel (top N + other)",
-        "Zendesk tickets by channel", by_label("tickets_created_by_channel", "tickets_by_channel", "channel")),
+        "Zendesk tickets by channel", by_label("tickets_created_by_channel", "tickets_by_channel", "channel"), dims=("channel",)),
     Kpi("tickets_created_by_category", "support", "count", "tickets created by category (top N + other)",
-        "Zendesk tickets by form/category", by_label("tickets_created_by_category", "tickets_by_category", "category")),
+        "Zendesk tickets by form/category", by_label("tickets_created_by_category", "tickets_by_category", "category"), dims=("category",)),
     Kpi("first_response_seconds", "support", "seconds",
         "created -> first public agent reply: p50, p90 (DDSketch) and mean, overall, by channel and by priority",
         "Zendesk Explore `First reply time`",
         quantiles("first_response_seconds", "frt", "frt_sum_ms", "first_replies", ("channel", "priority")),
+        dims=("stat", "channel", "priority"),
         attribution=DURATION_END, counters=("first_replies",), goal=("<=", 3600.0)),
     Kpi("resolution_seconds", "support", "seconds", "created -> solved: p50, p90 (DDSketch) and mean",
-        "Zendesk Explore `Full resolution time`", quantiles("resolution_seconds", "resolution", "resolution_sum_ms", "solves", ()),
+        "Zendesk Explore `Full resolution time`", quantiles("resolution_seconds", "resolution", "resolution_sum_ms", "solves", ()), dims=("stat",),
         attribution=DURATION_END, counters=("solves",)),
-    Kpi("open_tickets", "support", "count", "tickets created and not solved, at the window's end",
+    Kpi("open_tickets", "support", "tickets", "tickets created and not solved, at the window's end",
         "Zendesk `Unsolved tickets`", count("open_tickets", "open_tickets"), attribution="a snapshot at the window's end"),
-    Kpi("backlog_tickets", "support", "count", "open tickets older than 24 h (configurable), at the window's end",
+    Kpi("backlog_tickets", "support", "tickets", "open tickets older than 24 h (configurable), at the window's end",
         "Zendesk backlog age", count("backlog_tickets", "backlog_tickets"), attribution="a snapshot at the window's end"),
     Kpi("oldest_unanswered_ticket_age_seconds", "support", "seconds",
         "window end - creation time of the oldest open ticket without a public agent reply (0 when none)",
@@ -313,7 +315,7 @@ CATALOGUE: tuple[Kpi, ...] = (
         counters=("nps_promoters", "nps_detractors", "nps_responses")),
     # ------------------------------------------------------------------ cross
     Kpi("revenue_per_visitor", "cross", "currency", "revenue / unique_visitors of the same window, per currency",
-        "Shopify/GA4 revenue per user", _revenue_per_visitor, attribution="the window of the orders and visits"),
+        "Shopify/GA4 revenue per user", _revenue_per_visitor, dims=("currency",), attribution="the window of the orders and visits"),
     Kpi("hit_rate", "cross", "ratio", "per product: units sold / tickets about it (top 20, 1 h)",
         "support contact rate per product", _hit_rate, insight=True),
 )

@@ -6,6 +6,7 @@ merged bag, so numerators and denominators are always summed before a ratio is t
 
 Accumulator kinds, chosen by the value stored under a name:
 - int: counts, and money in integer micro-units (exact sums, whatever the merge order);
+  a name starting with `max:` merges by maximum instead (the oldest ticket's age);
 - dict[str, int]: counts by a label value (device, currency, product pair...);
 - Distinct: distinct count (Apache DataSketches theta; exact below 2**LG_K entries);
 - Quantiles: DDSketch with 0.5 % relative accuracy, one per label value.
@@ -141,7 +142,7 @@ class Measures(dict):
             if mine is None:
                 self[name] = _copy(value)
             elif isinstance(value, int):
-                self[name] = mine + value
+                self[name] = max(mine, value) if name.startswith("max:") else mine + value
             elif isinstance(value, dict):
                 for label, count in value.items():
                     mine[label] = mine.get(label, 0) + count

@@ -42,6 +42,7 @@ LATE_SHIFT_MS = 2 * HOUR_MS
 WARMUP_MS = 5 * 60_000
 SURGE_TICKET_FACTOR = 5.0
 SURGE_REPLY_SLOWDOWN = (5.0, 10.0)
+MAX_KNOWN_VISITORS = 100_000
 TICK_MS = 100  # realtime emission granularity
 
 
@@ -128,7 +129,7 @@ STEP_MEDIAN_S = {
     "customer": 480.0,
     "escalate": 300.0,
     "solve": 240.0,
-    "reopen": 2700.0,
+    "reopen": 600.0,
     "csat": 600.0,
     "nps": 900.0,
 }
@@ -229,7 +230,7 @@ def _ticket_plan(rng: random.Random) -> list[str]:
     if rng.random() < 0.1:
         steps += ["escalate", "reply"]
     steps.append("solve")
-    if rng.random() < 0.08:
+    if rng.random() < 0.1:
         steps += ["reopen", "customer", "reply", "solve"]
     if rng.random() < 0.45:
         steps.append("csat")
@@ -287,11 +288,12 @@ class TrafficGenerator:
         self._count = 0
         self._seq = 0  # heap tie-breaker, so equal timestamps pop in scheduling order
         self._heap: list[tuple[int, int, Callable, object]] = []
-        self._products = [
-            _Product(f"p{n:04d}", price := round(rng.lognormvariate(math.log(35.0), 0.7) + 2, 2), round(price * rng.uniform(0.35, 0.7), 2))
-            for n in range(PRODUCT_COUNT)
-        ]
-        self._visitors: list[_Visitor] = []
+        self._products: list[_Product] = []
+        for n in range(PRODUCT_COUNT):
+            price = round(rng.lognormvariate(math.log(35.0), 0.7) + 2, 2)
+            self._products.append(_Product(f"p{n:04d}", price, round(price * rng.uniform(0.35, 0.7), 2)))
+        self._visitors: list[_Visitor] = []  # who may come back; bounded, so long runs keep flat memory
+        self._visitor_numbers = itertools.count(1)
         self._customers_with_orders: set[str] = set()
         self._session_numbers = itertools.count(1)
         self._order_numbers = itertools.count(1)
@@ -310,7 +312,6 @@ class TrafficGenerator:
         self._tickets_per_ms = ticket_rate / _mean_events(lambda r: 1 + len(_ticket_plan(r)), seed) / 1000.0
 
         first = start_ms - WARMUP_MS
-        self._until = first
         self._schedule(first, self._session_arrival, None)
         self._schedule(first, self._ticket_arrival, None)
         self.advance(start_ms)  # warm-up, dropped
@@ -335,7 +336,6 @@ class TrafficGenerator:
         while heap and heap[0][0] < until_ms:
             ts, _, handler, state = pop(heap)
             handler(ts, state, out)
-        self._until = max(self._until, until_ms)
         duplicates = self.config.duplicate_fraction
         if duplicates > 0 and out:
             random_ = self._rng.random
@@ -370,8 +370,11 @@ class TrafficGenerator:
         if visitors and rng.random() < config.returning_rate:
             visitor = visitors[int(rng.random() * len(visitors))]
         else:
-            visitor = _Visitor(f"v{config.seed}-{len(visitors) + 1}", _pick(rng, _DEVICE_NAMES, _DEVICE_CUM))
-            visitors.append(visitor)
+            visitor = _Visitor(f"v{config.seed}-{next(self._visitor_numbers)}", _pick(rng, _DEVICE_NAMES, _DEVICE_CUM))
+            if len(visitors) < MAX_KNOWN_VISITORS:
+                visitors.append(visitor)
+            else:
+                visitors[int(rng.random() * len(visitors))] = visitor
         session = _Session()
         session.session_id = f"s{config.seed}-{next(self._session_numbers)}"
         session.visitor = visitor
@@ -384,7 +387,11 @@ class TrafficGenerator:
         session.currency = "EUR" if rng.random() < EUR_SHARE else "USD"
         session.steps = _session_plan(rng, config.funnel, source)
         session.next_step = 0
-        session.long_gap_at = int(rng.random() * len(session.steps)) if rng.random() < config.funnel.long_gap_rate else -1
+        steps = len(session.steps)
+        # Index of the step that comes after the long pause; 0 (never) for single-step sessions.
+        session.long_gap_at = 0
+        if steps > 1 and rng.random() < config.funnel.long_gap_rate:
+            session.long_gap_at = 1 + int(rng.random() * (steps - 1))
         session.product = None
         session.cart = []
         self._session_step(ts, session, out)
@@ -398,7 +405,7 @@ class TrafficGenerator:
         page = page_type = product_id = price = quantity = currency = order = None
         if step in ("product_view", "add_to_cart"):
             if step == "product_view" or s.product is None:
-                s.product = self._products[int(rng.paretovariate(1.2)) % PRODUCT_COUNT]  # a few best sellers
+                s.product = self._products[int(PRODUCT_COUNT * rng.random() ** 2)]  # low ids sell best
             product = s.product
             product_id, price = product.product_id, product.price
             page, page_type = f"/products/{product_id}", "product"
@@ -460,7 +467,7 @@ class TrafficGenerator:
             out.append(("orders", order))
         if s.next_step < len(s.steps):
             if s.next_step == s.long_gap_at:
-                gap = rng.randint(31 * 60_000, 50 * 60_000)
+                gap = rng.randint(31 * 60_000, 45 * 60_000)
             else:
                 gap = min(1000 + _lognormal_ms(rng, 15.0, 1.1), 600_000)
             self._schedule(ts + gap, self._session_step, s)
@@ -552,6 +559,7 @@ class TrafficGenerator:
         t.steps = _ticket_plan(rng)
         t.next_step = 0
         t.replied = False
+        product_id = self._products[int(rng.random() * PRODUCT_COUNT)].product_id if rng.random() < 0.4 else None
         out.append(
             (
                 "tickets",
@@ -564,7 +572,7 @@ class TrafficGenerator:
                     channel=t.channel,  # type: ignore[arg-type]
                     category=rng.choice(TICKET_CATEGORIES),
                     priority=t.priority,  # type: ignore[arg-type]
-                    product_id=self._products[int(rng.random() * PRODUCT_COUNT)].product_id if rng.random() < 0.4 else None,
+                    product_id=product_id,
                 ),
             )
         )
@@ -605,9 +613,11 @@ class TrafficGenerator:
         elif step == "reopen":
             event_type, customer_id = "ticket_reopened", t.customer_id
         elif step == "csat":
-            event_type, customer_id, score = "csat_rated", t.customer_id, 1 + self._rng.choices(range(5), cum_weights=_CSAT_CUM)[0]
+            event_type, customer_id = "csat_rated", t.customer_id
+            score = 1 + self._rng.choices(range(5), cum_weights=_CSAT_CUM)[0]
         else:
-            event_type, customer_id, score = "nps_rated", t.customer_id, self._rng.choices(range(11), cum_weights=_NPS_CUM)[0]
+            event_type, customer_id = "nps_rated", t.customer_id
+            score = self._rng.choices(range(11), cum_weights=_NPS_CUM)[0]
         out.append(
             (
                 "tickets",
@@ -688,7 +698,8 @@ async def run(
                 await sink.send(stream, event)
                 counts[(stream, event.event_type)] += 1
             clock = target
-            progress.update(task, completed=(clock - start) / 1000, description=f"{sum(counts.values()):,} events ({generator.scenario})")
+            description = f"{sum(counts.values()):,} events ({generator.scenario})"
+            progress.update(task, completed=(clock - start) / 1000, description=description)
             if realtime:
                 await _sleep_or_stop(TICK_MS / 1000, stop)
             else:
@@ -711,13 +722,21 @@ async def _sleep_or_stop(seconds: float, stop: asyncio.Event | None) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `shoppulse generate` options; `cli.py` wires them to `command`."""
-    parser.add_argument("--rate", type=float, default=50.0, metavar="EV_PER_S", help="target events per second, all topics")
-    parser.add_argument("--duration", type=float, default=None, metavar="S", help="seconds of traffic (default: until Ctrl-C; 600 with --out)")
+    parser.add_argument(
+        "--rate", type=float, default=50.0, metavar="EV_PER_S", help="target events per second, all topics"
+    )
+    parser.add_argument(
+        "--duration", type=float, metavar="S", help="seconds to run (default: until Ctrl-C; 600 with --out)"
+    )
     parser.add_argument("--seed", type=int, default=1, metavar="N")
     parser.add_argument("--scenario", choices=SCENARIOS, default="normal")
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--broker", metavar="URL", help="Kafka bootstrap server (default from settings); events are sent in real time")
-    target.add_argument("--out", metavar="FILE.jsonl", help="write a synthetic timeline to a JSONL file, as fast as possible")
+    target.add_argument(
+        "--broker", metavar="URL", help="Kafka bootstrap server (default from settings); events are sent in real time"
+    )
+    target.add_argument(
+        "--out", metavar="FILE.jsonl", help="write a synthetic timeline to a JSONL file, as fast as possible"
+    )
 
 
 def command(args: argparse.Namespace, settings: Settings | None = None) -> int:

@@ -1,0 +1,125 @@
+"""Exporters: where window results and pipeline health go. The agents call these; the
+math never does. `ResultListener` is the seam (like faust's Sensor): Prometheus, the
+kpi-results topic and the terminal view each implement `on_results`."""
+
+from __future__ import annotations
+
+import errno
+import time
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from .kpis import BY_KEY, CATALOGUE
+from .merge import WindowResult
+from .settings import window_label
+
+DURATION_BUCKETS = (60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 86400, 2 * 86400, 7 * 86400)
+
+
+class ResultListener(Protocol):
+    def on_results(self, results: list[WindowResult]) -> None: ...
+
+
+class PortInUse(RuntimeError):
+    """Expected failure: the metrics port is taken."""
+
+
+class Metrics:
+    """Every Prometheus family shoppulse exports, in one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter("shoppulse_events", "Source events read, by topic and outcome "
+                              "(ok, invalid, late, duplicate)", ["topic", "outcome"], registry=r)  # fmt: skip
+        self.dead_letters = Counter("shoppulse_dead_letters", "Records sent to the dead-letter topic, by reason",
+                                    ["reason"], registry=r)  # fmt: skip
+        self.watermark_lag = Gauge("shoppulse_watermark_lag_seconds", "Wall clock minus the event-time watermark "
+                                   "(worst partition of this worker)", ["topic"], registry=r)  # fmt: skip
+        self.consumer_lag = Gauge("shoppulse_consumer_lag_messages", "Messages behind the log end, per topic",
+                                  ["topic"], registry=r)  # fmt: skip
+        self.latency = Histogram("shoppulse_processing_latency_seconds", "Kafka record timestamp to processed",
+                                 ["topic"], registry=r,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))  # fmt: skip
+        self.first_response = Histogram("shoppulse_first_response_duration_seconds",
+                                        "Ticket created to first public agent reply",
+                                        ["channel", "priority"], buckets=DURATION_BUCKETS, registry=r)  # fmt: skip
+        self.resolution = Histogram("shoppulse_resolution_duration_seconds", "Ticket created to solved",
+                                    buckets=DURATION_BUCKETS, registry=r)  # fmt: skip
+        self.window_end = Gauge("shoppulse_last_closed_window_end_timestamp_seconds",
+                                "End of the most recent closed window (data freshness)", ["family", "window"],
+                                registry=r)  # fmt: skip
+        self.gauges: dict[str, Gauge] = {}
+        for kpi in CATALOGUE:
+            if not kpi.insight:
+                self.gauges[kpi.key] = Gauge(kpi.metric, f"{kpi.formula} (last closed window)",
+                                             ["window", *kpi.dims], registry=r)  # fmt: skip
+        names = sorted({c for kpi in CATALOGUE for c in kpi.counters})
+        self.counters = {n: Counter(f"shoppulse_{n}", f"Running total of `{n}`, counted when its 1 m window closes",
+                                    registry=r) for n in names}  # fmt: skip
+
+    def serve(self, host: str, port: int) -> None:
+        try:
+            start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(f"Port {port} on {host} is taken; choose another with --metrics-port N.") from None
+            raise
+
+
+class PrometheusExporter:
+    """Windowed gauges (last closed window), freshness and numerator/denominator counters."""
+
+    def __init__(self, metrics: Metrics, smallest_window_ms: int):
+        self.metrics = metrics
+        self.smallest = smallest_window_ms
+        self._series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+
+    def on_results(self, results: list[WindowResult]) -> None:
+        m = self.metrics
+        for result in results:
+            if not result.final:
+                continue
+            window = window_label(result.size_ms // 1000)
+            if result.family != "cross":
+                m.window_end.labels(result.family, window).set(result.end_ms / 1000)
+            fresh: dict[str, set[tuple[str, ...]]] = {}
+            for value in result.values:
+                kpi = BY_KEY[value.kpi]
+                if kpi.insight:
+                    continue
+                labels = (window, *(value.dimensions.get(d, "") for d in kpi.dims))
+                fresh.setdefault(value.kpi, set()).add(labels)
+                gauge = m.gauges[value.kpi]
+                if value.value is None:
+                    gauge.labels(*labels).set(float("nan"))  # no denominator in this window
+                else:
+                    gauge.labels(*labels).set(value.value)
+            for kpi_key, labelsets in fresh.items():
+                # Label values absent from this window (a currency with no orders now) are dropped,
+                # so a dashboard never shows an old window's value as current.
+                for stale in self._series.get((kpi_key, window), set()) - labelsets:
+                    m.gauges[kpi_key].remove(*stale)
+                self._series[(kpi_key, window)] = labelsets
+            if result.size_ms == self.smallest and result.measures is not None:
+                for name, counter in m.counters.items():
+                    amount = result.measures.get(name, 0)
+                    if amount:
+                        counter.inc(amount)
+
+
+class ResultsPublisher:
+    """Collects kpi-results records; the merge agent sends them to the topic."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[bytes, bytes]] = []
+
+    def on_results(self, results: list[WindowResult]) -> None:
+        now = int(time.time() * 1000)
+        for result in results:
+            self.pending.extend(result.records(now))
+
+    def take(self) -> list[tuple[bytes, bytes]]:
+        out, self.pending = self.pending, []
+        return out

@@ -1,0 +1,195 @@
+"""The merge stage: partition snapshots in, exact window results out. Pure: no Faust, no I/O.
+
+Every source partition sends the latest `Snapshot` of each window it has data for, and
+`Progress` marks. A window of a family is final once every partition's progress has
+passed its end; its result is the merge of the partitions' last snapshots. Windows no
+partition had data for are emitted too (as zeros), so an outage reads as zero rather
+than as the last good value.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable
+
+import orjson
+
+from .engine import MAX_BACKFILL_WINDOWS, Progress, Snapshot
+from .kpis import CROSS_NEEDS, Context, Value, compute_family, BY_KEY
+from .measures import Measures
+from .settings import Settings, window_label
+
+
+@dataclass
+class WindowResult:
+    family: str
+    size_ms: int
+    start_ms: int
+    final: bool
+    values: list[Value]
+    measures: Measures | None = None  # the merged measures (counters are fed from these)
+
+    @property
+    def end_ms(self) -> int:
+        return self.start_ms + self.size_ms
+
+    def records(self, emitted_at_ms: int | None = None) -> list[tuple[bytes, bytes]]:
+        """(key, value) pairs for the kpi-results topic: one per (kpi, window, dimensions)."""
+        emitted = _iso(int(time.time() * 1000) if emitted_at_ms is None else emitted_at_ms)
+        window = window_label(self.size_ms // 1000)
+        start, end = _iso(self.start_ms), _iso(self.end_ms)
+        out = []
+        for v in self.values:
+            record = {
+                "kpi": v.kpi, "window": window, "window_start": start, "window_end": end,
+                "dimensions": v.dimensions, "value": v.value, "final": self.final, "emitted_at": emitted,
+            }  # fmt: skip
+            if v.denominator is not None:
+                record["numerator"] = v.numerator
+                record["denominator"] = v.denominator
+            out.append((f"{v.kpi}|{window}".encode(), orjson.dumps(record)))
+        return out
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Merger:
+    def __init__(self, settings: Settings):
+        self.partitions = settings.partitions
+        self.sizes = tuple(s * 1000 for s in sorted(settings.windows_seconds))
+        self.context = Context(label_cap=settings.label_cap, top_n=settings.top_list_size)
+        self.progress: dict[tuple[str, int], int] = {}  # (family, partition) -> through
+        self.emitted: dict[str, int] = {}  # family -> global progress already emitted
+        self.pending: dict[tuple[str, int, int], dict[int, Measures]] = {}  # window -> partition -> snapshot
+        self.finals: dict[tuple[str, int, int], Measures] = {}  # final merged measures kept for cross KPIs
+        self.dirty: set[tuple[str, int, int]] = set()
+        self.changed: set[str] = set()
+
+    # ------------------------------------------------------------- input
+
+    def apply(self, message: Snapshot | Progress) -> list[WindowResult]:
+        if isinstance(message, Snapshot):
+            key = (message.family, message.size_ms, message.start_ms)
+            if message.start_ms + message.size_ms <= self.emitted.get(message.family, -1):
+                return []  # a re-sent snapshot of a window already final (after a restart)
+            self.pending.setdefault(key, {})[message.partition] = message.measures
+            self.dirty.add(key)
+            self.changed.add(_key("w", *key))
+            return []
+        self.progress[(message.family, message.partition)] = max(
+            message.through_ms, self.progress.get((message.family, message.partition), 0)
+        )
+        self.changed.add(f"p|{message.family}|{message.partition}")
+        return self._finalise(message.family)
+
+    def _finalise(self, family: str) -> list[WindowResult]:
+        marks = [self.progress.get((family, p)) for p in range(self.partitions)]
+        if any(mark is None for mark in marks):
+            return []  # not every partition has reported yet
+        through = min(marks)  # type: ignore[type-var]
+        previous = self.emitted.get(family)
+        if previous is not None and through <= previous:
+            return []
+        ready = {k for k in self.pending if k[0] == family and k[1] + k[2] <= through}
+        for size in self.sizes:
+            last_end = through - through % size
+            first_end = last_end if previous is None else previous - previous % size + size
+            first_end = max(first_end, last_end - (MAX_BACKFILL_WINDOWS - 1) * size)
+            ready.update((family, size, end - size) for end in range(first_end, last_end + 1, size))
+        results = []
+        for key in sorted(ready, key=lambda k: (k[2] + k[1], k[1])):
+            merged = Measures()
+            for measures in self.pending.pop(key, {}).values():
+                merged.merge(measures)
+            self.dirty.discard(key)
+            self.changed.add(_key("w", *key))
+            results.append(self._result(key, merged, final=True))
+            results.extend(self._cross(key, merged))
+        self.emitted[family] = through
+        self.changed.add(f"e|{family}")
+        self._prune_finals(through)
+        return results
+
+    def _result(self, key: tuple[str, int, int], merged: Measures, *, final: bool) -> WindowResult:
+        family, size, start = key
+        insights = size == self.sizes[-1]
+        values = compute_family(family, merged, self.context, insights=insights)
+        return WindowResult(family, size, start, final, values, merged)
+
+    def _cross(self, key: tuple[str, int, int], merged: Measures) -> list[WindowResult]:
+        """Cross-family KPIs, once both families of the window are final."""
+        family, size, start = key
+        if family not in ("sales", *CROSS_NEEDS.values()):
+            return []
+        self.finals[key] = merged
+        self.changed.add(_key("f", *key))
+        sales = self.finals.get(("sales", size, start))
+        values = []
+        for kpi_key, partner in CROSS_NEEDS.items():
+            other = self.finals.get((partner, size, start))
+            if sales is None or other is None or family not in ("sales", partner):
+                continue
+            if BY_KEY[kpi_key].insight and size != self.sizes[-1]:
+                continue
+            values.extend(BY_KEY[kpi_key].compute(sales, Context(self.context.label_cap, self.context.top_n, {partner: other})))
+        return [WindowResult("cross", size, start, True, values)] if values else []
+
+    def _prune_finals(self, through: int) -> None:
+        horizon = through - 2 * self.sizes[-1]
+        for key in [k for k in self.finals if k[2] + k[1] < horizon]:
+            del self.finals[key]
+            self.changed.add(_key("f", *key))
+
+    def open_updates(self) -> list[WindowResult]:
+        """Non-final results of windows changed since the last call (call at most once a second)."""
+        results = []
+        for key in sorted(self.dirty):
+            merged = Measures()
+            for measures in self.pending.get(key, {}).values():
+                merged.merge(measures)
+            results.append(self._result(key, merged, final=False))
+        self.dirty.clear()
+        return results
+
+    # ------------------------------------------------------------ persistence
+
+    def take_changes(self) -> dict[str, bytes | None]:
+        changes = {}
+        for key in self.changed:
+            kind, *parts = key.split("|")
+            value = None
+            if kind == "p":
+                mark = self.progress.get((parts[0], int(parts[1])))
+                value = None if mark is None else orjson.dumps(mark)
+            elif kind == "e":
+                value = orjson.dumps(self.emitted[parts[0]]) if parts[0] in self.emitted else None
+            elif kind == "w":
+                snapshots = self.pending.get((parts[0], int(parts[1]), int(parts[2])))
+                value = None if snapshots is None else orjson.dumps({str(p): m.dump() for p, m in snapshots.items()})
+            elif kind == "f":
+                merged = self.finals.get((parts[0], int(parts[1]), int(parts[2])))
+                value = None if merged is None else orjson.dumps(merged.dump())
+            changes[key] = value
+        self.changed.clear()
+        return changes
+
+    def restore(self, items: Iterable[tuple[str, bytes]]) -> None:
+        for key, raw in items:
+            kind, *parts = key.split("|")
+            data = orjson.loads(raw)
+            if kind == "p":
+                self.progress[(parts[0], int(parts[1]))] = data
+            elif kind == "e":
+                self.emitted[parts[0]] = data
+            elif kind == "w":
+                self.pending[(parts[0], int(parts[1]), int(parts[2]))] = {int(p): Measures.load(m) for p, m in data.items()}
+            elif kind == "f":
+                self.finals[(parts[0], int(parts[1]), int(parts[2]))] = Measures.load(data)
+
+
+def _key(kind: str, family: str, size: int, start: int) -> str:
+    return f"{kind}|{family}|{size}|{start}"
