@@ -49,6 +49,7 @@ def topic_specs(settings: Settings) -> dict[str, int]:
     specs = {topics.source(s): settings.partitions for s in SOURCE_STREAMS}
     specs[topics.results] = settings.partitions
     specs[topics.dead_letters] = settings.partitions
+    specs[f"{settings.app_id}-partials"] = 1  # one merger; see streams/app.py
     return specs
 
 

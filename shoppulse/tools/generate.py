@@ -402,10 +402,13 @@ class TrafficGenerator:
         rng = self._rng
         step = s.steps[s.next_step]
         s.next_step += 1
+        if step == "purchase" and self.config.scenario == "checkout-outage":
+            return  # the payment page fails; the shopper leaves
+        event_id = self._next_id()  # before the order's, so ids follow emission order
         page = page_type = product_id = price = quantity = currency = order = None
         if step in ("product_view", "add_to_cart"):
             if step == "product_view" or s.product is None:
-                s.product = self._products[int(PRODUCT_COUNT * rng.random() ** 2)]  # low ids sell best
+                s.product = self._products[int(PRODUCT_COUNT * rng.random() ** 1.5)]  # low ids sell best
             product = s.product
             product_id, price = product.product_id, product.price
             page, page_type = f"/products/{product_id}", "product"
@@ -424,8 +427,6 @@ class TrafficGenerator:
         elif step == "begin_checkout":
             page, page_type = "/checkout", "checkout"
         elif step == "purchase":
-            if self.config.scenario == "checkout-outage":
-                return  # the payment page fails; the shopper leaves
             page, page_type, currency = "/checkout/thank-you", "checkout", s.currency
             order = self._place_order(ts, s)
             price = round(sum(i.unit_price * i.quantity for i in order.items) - order.discount, 2)
@@ -444,7 +445,7 @@ class TrafficGenerator:
             (
                 "clickstream",
                 ClickEvent(
-                    event_id=self._next_id(),
+                    event_id=event_id,
                     event_type=step,  # type: ignore[arg-type]
                     ts=event_ts,
                     session_id=s.session_id,

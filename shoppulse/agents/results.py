@@ -1,0 +1,74 @@
+"""Partials topic -> merge stage -> kpi-results topic, Prometheus and any other listener.
+
+The partials topic has one partition, so one worker merges; its state (latest snapshot
+per partition, progress marks) is a changelogged table like every other state.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from ..streams.engine import decode_partial
+from ..streams.exporters import ResultListener, ResultsPublisher
+from ..streams.merge import Merger
+from ..streams.settings import Settings
+
+
+class ResultsPipeline:
+    def __init__(self, app: faust.App, settings: Settings, partials: faust.TopicT, listeners: list[ResultListener]):
+        self.app = app
+        self.settings = settings
+        self.partials = partials
+        self.results_topic = app.topic(settings.topics.results, key_serializer="raw", value_serializer="raw",
+                                       partitions=settings.partitions)  # fmt: skip
+        self.table = app.Table("merge-state", partitions=1, key_type=bytes, value_type=bytes,
+                               key_serializer="raw", value_serializer="raw")  # fmt: skip
+        self.publisher = ResultsPublisher()
+        self.listeners = [self.publisher, *listeners]
+        self.merger: Merger | None = None
+
+    def _merger(self) -> Merger:
+        if self.merger is None:
+            self.merger = Merger(self.settings)
+            self.merger.restore((k.decode(), v) for k, v in self.table.items())
+        return self.merger
+
+    def forget(self) -> None:
+        self.merger = None
+
+    async def process(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
+        merger = self._merger()
+        results = []
+        for event in events:
+            results.extend(merger.apply(decode_partial(event.value)))
+        stream._set_current_event(events[-1])  # table writes need the current event's partition
+        for key, value in merger.take_changes().items():
+            if value is None:
+                self.table.pop(key.encode(), None)
+            else:
+                self.table[key.encode()] = value
+        await self._emit(results)
+
+    async def tick(self) -> None:
+        """Non-final updates of open windows, at most once a second per key."""
+        if self.merger is not None:
+            await self._emit(self.merger.open_updates())
+
+    async def _emit(self, results) -> None:
+        if not results:
+            return
+        for listener in self.listeners:
+            listener.on_results(results)
+        for key, value in self.publisher.take():
+            await self.results_topic.send(key=key, value=value)
+
+
+def wire(app: faust.App, settings: Settings, partials: faust.TopicT, listeners: list[ResultListener]) -> ResultsPipeline:
+    pipeline = ResultsPipeline(app, settings, partials, listeners)
+
+    async def merge(stream):
+        async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_seconds):
+            await pipeline.process(stream, events)
+
+    app.agent(partials, name="merge")(merge)
+    return pipeline

@@ -1,0 +1,148 @@
+"""Wiring shared by the three source agents: raw batch -> parse -> engine -> table + outputs.
+
+Per batch (not per event) it writes changed state to the changelogged table, sends the
+dead letters, and hands partition snapshots to the merge stage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import faust
+import orjson
+
+from ..streams.engine import ENGINES, PartitionEngine
+from ..streams.events import DAY_MS, InvalidEvent, Parsed, dead_letter, parse
+from ..streams.exporters import Metrics
+from ..streams.settings import Settings
+
+
+class SourcePipeline:
+    def __init__(self, app: faust.App, stream: str, settings: Settings, metrics: Metrics, partials: faust.TopicT):
+        self.app = app
+        self.stream = stream
+        self.settings = settings
+        self.metrics = metrics
+        self.topic_name = settings.topics.source(stream)
+        self.topic = app.topic(self.topic_name, key_type=bytes, value_type=bytes,
+                               key_serializer="raw", value_serializer="raw", partitions=settings.partitions)  # fmt: skip
+        self.dead_letters = app.topic(settings.topics.dead_letters, key_serializer="raw", value_serializer="raw",
+                                      partitions=settings.partitions)  # fmt: skip
+        self.partials = partials
+        # One changelogged table per source: keys are "<partition>|<state key>".
+        self.table = app.Table(f"{stream}-state", partitions=settings.partitions,
+                               key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")  # fmt: skip
+        self.engines: dict[int, PartitionEngine] = {}
+        self.last_event: dict[int, faust.EventT] = {}
+        self.lag_by_partition: dict[int, int] = {}
+        self.max_future_ms = int(settings.max_future_seconds * 1000) if settings.max_future_seconds else DAY_MS
+        count = metrics.events
+        self.counted = {o: count.labels(self.topic_name, o) for o in ("ok", "invalid", "late", "duplicate")}
+
+    def engine(self, partition: int) -> PartitionEngine:
+        engine = self.engines.get(partition)
+        if engine is None:
+            engine = self.engines[partition] = ENGINES[self.stream](partition, self.settings)
+            prefix = f"{partition}|".encode()
+            engine.restore(
+                (key[len(prefix) :].decode(), value) for key, value in self.table.items() if key.startswith(prefix)
+            )
+        return engine
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions moved to another worker: drop their in-memory state (the table keeps it)."""
+        for partition in partitions:
+            self.engines.pop(partition, None)
+            self.last_event.pop(partition, None)
+            self.lag_by_partition.pop(partition, None)
+
+    async def process(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
+        now_ms = int(time.time() * 1000)
+        by_partition: dict[int, list[faust.EventT]] = defaultdict(list)
+        for event in events:
+            by_partition[event.message.partition].append(event)
+        for partition, part_events in by_partition.items():
+            parsed: list[Parsed] = []
+            parsed_events: list[faust.EventT] = []
+            for event in part_events:
+                try:
+                    parsed.append(parse(self.stream, event.value or b"", max_bytes=self.settings.max_payload_bytes,
+                                        max_future_ms=self.max_future_ms, now_ms=now_ms))  # fmt: skip
+                    parsed_events.append(event)
+                except InvalidEvent as exc:
+                    self.counted["invalid"].inc()
+                    await self._dead_letter(event, exc.reason, exc.detail)
+            engine = self.engine(partition)
+            result = engine.process(parsed, now_ms)
+            for item, index in result.late:
+                await self._dead_letter(parsed_events[index], "late",
+                                        f"ts {item.ts_ms} is behind the watermark {engine.watermark.value} by more than the grace period")  # fmt: skip
+            self.counted["ok"].inc(result.accepted)
+            self.counted["duplicate"].inc(result.duplicates)
+            self.counted["late"].inc(len(result.late))
+            for seconds, channel, priority in result.first_response_seconds:
+                self.metrics.first_response.labels(channel, priority).observe(seconds)
+            for seconds in result.resolution_seconds:
+                self.metrics.resolution.observe(seconds)
+            last = part_events[-1]
+            self.last_event[partition] = last
+            # Table writes pick their changelog partition from the current event, so write
+            # this partition's changes while one of its events is current.
+            stream._set_current_event(last)
+            prefix = f"{partition}|".encode()
+            for key, value in engine.take_changes().items():
+                full_key = prefix + key.encode()
+                if value is None:
+                    self.table.pop(full_key, None)
+                else:
+                    self.table[full_key] = value
+            await self.send_partials(engine, snapshots_of_open=False)
+            latency = self.metrics.latency.labels(self.topic_name)
+            for event in part_events:
+                latency.observe(max(0.0, now_ms / 1000 - event.message.timestamp))
+        self._observe_lag(stream, events)
+
+    async def _dead_letter(self, event: faust.EventT, reason: str, detail: str) -> None:
+        message = event.message
+        record = dead_letter(payload=event.value or b"", reason=reason, detail=detail, topic=message.topic,
+                             partition=message.partition, offset=message.offset)  # fmt: skip
+        self.metrics.dead_letters.labels(reason).inc()
+        await self.dead_letters.send(key=message.key, value=orjson.dumps(record))
+
+    async def send_partials(self, engine: PartitionEngine, *, snapshots_of_open: bool) -> None:
+        for message in engine.take_outbox(snapshots_of_open):
+            await self.partials.send(key=message.family.encode(), value=message.to_bytes())
+
+    async def tick(self) -> None:
+        """Every second: idle watermarks, non-final snapshots, watermark lag."""
+        now_ms = int(time.time() * 1000)
+        worst = 0.0
+        for engine in list(self.engines.values()):
+            engine.tick(now_ms)
+            await self.send_partials(engine, snapshots_of_open=True)
+            worst = max(worst, (now_ms - engine.watermark.value) / 1000)
+        if self.engines:
+            self.metrics.watermark_lag.labels(self.topic_name).set(worst)
+
+    def _observe_lag(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
+        last_offsets = {}
+        for event in events:
+            last_offsets[event.message.tp] = event.message.offset
+        for tp, offset in last_offsets.items():
+            highwater = self.app.consumer.highwater(tp)
+            if highwater is not None:
+                self.lag_by_partition[tp.partition] = max(0, highwater - offset - 1)
+        self.metrics.consumer_lag.labels(self.topic_name).set(sum(self.lag_by_partition.values()))
+
+
+def wire_source(stream_name: str, app: faust.App, settings: Settings, metrics: Metrics, partials) -> SourcePipeline:
+    """One agent per source topic, reading batches so state is written once per batch."""
+    pipeline = SourcePipeline(app, stream_name, settings, metrics, partials)
+
+    async def consume(stream):
+        async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_seconds):
+            await pipeline.process(stream, events)
+
+    app.agent(pipeline.topic, name=stream_name)(consume)
+    return pipeline

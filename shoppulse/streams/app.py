@@ -1,0 +1,90 @@
+"""The Faust app: one agent per source topic, one merge agent, a 1-second timer.
+
+Data flow, topic to gauge:
+
+    clickstream ─┐                    ┌─ partition engines (streams/engine.py)
+    orders ──────┼─ agents/<topic>.py ┤   watermark, dedup, windows, sessions, tickets
+    tickets ─────┘                    └─ snapshots + progress ─▶ <app>-partials (1 partition)
+                                                                        │
+            kpi-results ◀── agents/results.py: Merger (streams/merge.py) ┘
+            /metrics    ◀── PrometheusExporter (streams/exporters.py)
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import faust
+
+from ..agents import clickstream, orders, results, tickets
+from ..agents.results import ResultsPipeline
+from ..agents.source import SourcePipeline
+from .exporters import Metrics, PrometheusExporter, ResultListener
+from .settings import Settings
+
+
+def partials_topic_name(settings: Settings) -> str:
+    return f"{settings.app_id}-partials"
+
+
+def broker_credentials(settings: Settings):
+    sec = settings.security
+    if sec.security_protocol.startswith("SASL"):
+        context = ssl.create_default_context(cafile=sec.ssl_cafile) if sec.security_protocol == "SASL_SSL" else None
+        return faust.SASLCredentials(
+            username=sec.sasl_username, password=sec.sasl_password, mechanism=sec.sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )  # fmt: skip
+    if sec.security_protocol == "SSL":
+        return faust.SSLCredentials(ssl.create_default_context(cafile=sec.ssl_cafile))
+    return None
+
+
+@dataclass
+class Worker:
+    app: faust.App
+    sources: list[SourcePipeline]
+    results: ResultsPipeline
+    metrics: Metrics
+
+
+def create_app(settings: Settings, listeners: list[ResultListener] | None = None, metrics: Metrics | None = None) -> Worker:
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.broker}",
+        broker_credentials=broker_credentials(settings),
+        store="rocksdb://",
+        datadir=str(data_dir),
+        web_enabled=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        producer_linger_ms=20,
+        stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),
+        broker_commit_every=settings.batch_max_events,
+    )
+    metrics = metrics or Metrics()
+    smallest_ms = min(settings.windows_seconds) * 1000
+    partials = app.topic(partials_topic_name(settings), key_serializer="raw", value_serializer="raw", partitions=1)
+    sources = [module.wire(app, settings, metrics, partials) for module in (clickstream, orders, tickets)]
+    merge = results.wire(app, settings, partials, [PrometheusExporter(metrics, smallest_ms), *(listeners or [])])
+
+    @app.timer(settings.update_interval_seconds)
+    async def every_second() -> None:
+        for source in sources:
+            await source.tick()
+        await merge.tick()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app, revoked, **kwargs) -> None:
+        for source in sources:
+            source.forget({tp.partition for tp in revoked if tp.topic == source.topic_name})
+        if any(tp.topic == partials.get_topic_name() for tp in revoked):
+            merge.forget()
+
+    return Worker(app, sources, merge, metrics)
