@@ -1,0 +1,198 @@
+"""`shoppulse` command line. Expected failures print a message saying what to do, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from .kafka import KafkaSetupError, LocalKafka, cache_dir, ensure_jars, jars_dir
+from .streams.exporters import PortInUse
+from .streams.settings import Settings
+from .streams.topics import BrokerUnreachable, PartitionMismatch
+
+console = Console(stderr=True)
+EXPECTED_ERRORS = (KafkaSetupError, BrokerUnreachable, PartitionMismatch, PortInUse, FileNotFoundError)
+
+
+class UserError(RuntimeError):
+    """A mistake in how shoppulse was called (bad file, bad option)."""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    if getattr(args, "broker", None):
+        settings.broker = args.broker
+    for name in ("partitions", "metrics_port", "data_dir", "idle_timeout", "grace", "app_id", "metrics_host"):
+        value = getattr(args, name, None)
+        if value is not None:
+            attr = {"idle_timeout": "idle_timeout_seconds", "grace": "grace_seconds"}.get(name, name)
+            setattr(settings, attr, value)
+    return settings
+
+
+# ---------------------------------------------------------------- kafka
+
+
+def fetch_jars_with_progress() -> Path:
+    if (jars_dir() / ".complete").exists():
+        return jars_dir()
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("Fetching Kafka jars with Maven (first run only)", total=None)
+
+        def on_progress(done: int, line: str) -> None:
+            bar.update(task, description=f"Fetching Kafka jars with Maven: {done} files")
+
+        path = ensure_jars(on_progress)
+    console.print(f"Kafka jars cached in {path}")
+    return path
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    fetch_jars_with_progress()
+    data_dir = Path(args.data_dir) if args.data_dir else cache_dir() / "kafka-data"
+    broker = LocalKafka(port=args.port, data_dir=data_dir)
+    started = time.monotonic()
+    broker.start()
+    print(f"Kafka {broker.bootstrap} ready in {time.monotonic() - started:.1f} s (data: {data_dir}). Ctrl-C stops it.",
+          flush=True)  # fmt: skip
+    stop = {"now": False}
+
+    def on_signal(signum, frame) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stop["now"] and broker.process and broker.process.poll() is None:
+            time.sleep(0.2)
+    finally:
+        broker.stop()
+    if broker.process and broker.process.returncode not in (0, -15, 143, None) and not stop["now"]:
+        raise KafkaSetupError(f"Kafka exited with code {broker.process.returncode}; see {data_dir / 'server.log'}")
+    console.print("Kafka stopped.")
+    return 0
+
+
+# ---------------------------------------------------------------- replay / generate
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .tools.replay import replay
+    from .tools.sink import KafkaSink
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UserError(f"No such file: {path}")
+    settings = _settings(args)
+    speed = None if args.max_speed or args.speed is None else args.speed
+
+    async def run():
+        async with KafkaSink(settings) as sink:
+            return await replay(args.format, path, sink, speed=speed, rebase_time=args.rebase_time,
+                                show_progress=not args.quiet, topic=args.topic)  # fmt: skip
+
+    counts = asyncio.run(run())
+    _print_counts(counts)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .tools import generate
+
+    return generate.command(args, _settings(args))
+
+
+def _print_counts(counts) -> None:
+    for (stream, event_type), n in sorted(counts.items()):
+        print(f"{stream:12} {event_type:20} {n}")
+
+
+# ---------------------------------------------------------------- worker
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    run_worker(settings)
+    return 0
+
+
+def run_worker(settings: Settings, listeners=None, loglevel: str = "warn") -> None:
+    """Create topics, serve /metrics, and run the Faust worker until SIGINT/SIGTERM."""
+    from faust.worker import Worker
+
+    from .streams.app import create_app
+    from .streams.topics import ensure_topics
+
+    asyncio.run(ensure_topics(settings))
+    worker = create_app(settings, listeners)
+    worker.metrics.serve(settings.metrics_host, settings.metrics_port)
+    console.print(f"shoppulse worker on {settings.broker}; metrics on http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+    Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shoppulse", description="Real-time e-commerce KPIs from Kafka.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("kafka", help="run a local single-node Apache Kafka (KRaft) on 127.0.0.1")
+    p.add_argument("--port", type=int, default=9092, help="client port (0 picks a free one; default 9092)")
+    p.add_argument("--data-dir", help=f"broker data directory (default {cache_dir() / 'kafka-data'})")
+    p.set_defaults(func=cmd_kafka)
+
+    p = sub.add_parser("replay", help="replay a real-world data file into Kafka")
+    p.add_argument("format", choices=("rees46", "online-retail", "incident-log", "jsonl"))
+    p.add_argument("file")
+    p.add_argument("--broker", default=None, help="Kafka bootstrap HOST:PORT (default 127.0.0.1:9092)")
+    speed = p.add_mutually_exclusive_group()
+    speed.add_argument("--speed", type=float, help="replay N times faster than event time")
+    speed.add_argument("--max-speed", action="store_true", help="replay as fast as possible (the default)")
+    p.add_argument("--rebase-time", action="store_true", help="shift timestamps so the first event is now")
+    p.add_argument("--topic", choices=("clickstream", "orders", "tickets"), help="jsonl: stream of lines without a `topic` field")
+    p.add_argument("--partitions", type=int, help="partitions for topics it creates (default 4)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("generate", help="generate realistic synthetic traffic")
+    from .tools.generate import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("worker", help="run the KPI worker (several workers share the partitions)")
+    p.add_argument("--broker", help="Kafka bootstrap HOST:PORT (default 127.0.0.1:9092)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (default 9464)")
+    p.add_argument("--metrics-host", help="bind address for /metrics (default 0.0.0.0)")
+    p.add_argument("--data-dir", help="local state directory (RocksDB; default var/worker)")
+    p.add_argument("--idle-timeout", type=float, help="seconds of silence before a partition's watermark follows the wall clock (default 30)")
+    p.add_argument("--grace", type=float, help="seconds a window stays open after its end (default 30)")
+    p.add_argument("--partitions", type=int, help="partitions per topic (default 4)")
+    p.add_argument("--app-id", help="consumer group and changelog prefix (default shoppulse)")
+    p.set_defaults(func=cmd_worker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (UserError, *EXPECTED_ERRORS) as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
