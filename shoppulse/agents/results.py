@@ -21,8 +21,7 @@ class ResultsPipeline:
         self.partials = partials
         self.results_topic = app.topic(settings.topics.results, key_serializer="raw", value_serializer="raw",
                                        partitions=settings.partitions)  # fmt: skip
-        self.table = app.Table("merge-state", partitions=1, key_type=bytes, value_type=bytes,
-                               key_serializer="raw", value_serializer="raw")  # fmt: skip
+        self.table = app.Table("merge-state", partitions=1, key_type=bytes, value_type=bytes)
         self.publisher = ResultsPublisher()
         self.listeners = [self.publisher, *listeners]
         self.merger: Merger | None = None

@@ -32,7 +32,7 @@ class SourcePipeline:
         self.partials = partials
         # One changelogged table per source: keys are "<partition>|<state key>".
         self.table = app.Table(f"{stream}-state", partitions=settings.partitions,
-                               key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")  # fmt: skip
+                               key_type=bytes, value_type=bytes)  # fmt: skip
         self.engines: dict[int, PartitionEngine] = {}
         self.last_event: dict[int, faust.EventT] = {}
         self.lag_by_partition: dict[int, int] = {}

@@ -68,6 +68,9 @@ def create_app(settings: Settings, listeners: list[ResultListener] | None = None
         stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),
         broker_commit_every=settings.batch_max_events,
     )
+    # Faust pauses the stream whenever more than 100 table writes are buffered; one batch
+    # writes up to one changelog record per touched key, so allow a batch's worth.
+    app.producer.buffer.max_messages = max(1000, settings.batch_max_events * 4)
     metrics = metrics or Metrics()
     smallest_ms = min(settings.windows_seconds) * 1000
     partials = app.topic(partials_topic_name(settings), key_serializer="raw", value_serializer="raw", partitions=1)

@@ -1,0 +1,1 @@
+"""Producer-side tools: the traffic generator, data file replay and their sinks."""
