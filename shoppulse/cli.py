@@ -14,11 +14,11 @@ from rich.console import Console
 
 from .kafka import KafkaSetupError, LocalKafka, cache_dir, ensure_jars, jars_dir
 from .streams.exporters import PortInUse
-from .streams.settings import Settings
+from .streams.settings import Settings, SettingsError, apply_overrides, env_overrides
 from .streams.topics import BrokerUnreachable, PartitionMismatch
 
 console = Console(stderr=True)
-EXPECTED_ERRORS = (KafkaSetupError, BrokerUnreachable, PartitionMismatch, PortInUse, FileNotFoundError)
+EXPECTED_ERRORS = (SettingsError, KafkaSetupError, BrokerUnreachable, PartitionMismatch, PortInUse, FileNotFoundError)
 
 
 class UserError(RuntimeError):
@@ -26,7 +26,8 @@ class UserError(RuntimeError):
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = Settings()
+    """Defaults, then SHOPPULSE_* environment variables, then flags."""
+    settings = apply_overrides(Settings(), env_overrides(dict(os.environ)), "environment")
     if getattr(args, "broker", None):
         settings.broker = args.broker
     for name in ("partitions", "metrics_port", "data_dir", "idle_timeout", "grace", "app_id", "metrics_host"):

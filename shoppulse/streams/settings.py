@@ -75,3 +75,65 @@ def window_label(seconds: int) -> str:
     if seconds % 60 == 0:
         return f"{seconds // 60}m"
     return f"{seconds}s"
+
+
+class SettingsError(ValueError):
+    """A bad setting: names the key, the expected type and, where known, the allowed values."""
+
+
+def apply_overrides(settings: Settings, overrides: dict[str, object], origin: str) -> Settings:
+    """Set dotted keys ("topics.orders", "grace_seconds") with type checks."""
+    for dotted, raw in overrides.items():
+        target: object = settings
+        *path, name = dotted.split(".")
+        for part in path:
+            if not hasattr(target, part):
+                raise SettingsError(f"{origin}: unknown setting `{dotted}`")
+            target = getattr(target, part)
+        if not hasattr(target, name) or name.startswith("_"):
+            raise SettingsError(f"{origin}: unknown setting `{dotted}`")
+        current = getattr(target, name)
+        setattr(target, name, _coerce(dotted, raw, current, origin))
+    return settings
+
+
+def _coerce(key: str, raw: object, current: object, origin: str) -> object:
+    expected = type(current)
+    try:
+        if isinstance(current, bool):
+            if isinstance(raw, str):
+                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return raw.lower() in ("true", "1", "yes")
+            if not isinstance(raw, bool):
+                raise ValueError
+            return raw
+        if isinstance(current, tuple):
+            items = raw.split(",") if isinstance(raw, str) else raw
+            return tuple(int(x) for x in items)  # type: ignore[union-attr]
+        if isinstance(current, dict):
+            if not isinstance(raw, dict):
+                raise ValueError
+            return raw
+        if current is None or isinstance(current, str):
+            if not isinstance(raw, str):
+                raise ValueError
+            return raw
+        if isinstance(raw, bool):
+            raise ValueError
+        return expected(raw)  # int or float, from a number or a numeric string
+    except (TypeError, ValueError):
+        kind = "a number" if expected in (int, float) else expected.__name__
+        raise SettingsError(f"{origin}: `{key}` must be {kind}, got {raw!r}") from None
+
+
+ENV_PREFIX = "SHOPPULSE_"
+
+
+def env_overrides(environ: dict[str, str]) -> dict[str, object]:
+    """SHOPPULSE_TOPICS__ORDERS=x -> {"topics.orders": "x"} (double underscore = nesting)."""
+    return {
+        key[len(ENV_PREFIX) :].lower().replace("__", "."): value
+        for key, value in environ.items()
+        if key.startswith(ENV_PREFIX) and key != "SHOPPULSE_CACHE"
+    }

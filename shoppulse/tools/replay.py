@@ -424,7 +424,8 @@ def _outgoing(fmt: str, path: Path, topic: str | None) -> list[_Outgoing]:
             ts_ms: int | None = parse_ts(line.event.ts)
         except InvalidEvent:  # a bad timestamp: the worker dead-letters the line
             ts_ms = None
-        result.append(_Outgoing(line.stream, line.event, ts_ms, line.raw, key_of(line.stream, line.event).encode()))
+        key = key_of(line.stream, line.event).encode()
+        result.append(_Outgoing(line.stream, line.event, ts_ms, line.raw, key))
     return result
 
 
@@ -463,9 +464,10 @@ async def replay(
 
     speed: None sends as fast as the sink takes them; N sends N times faster than event
     time (a ts gap of N seconds takes one second). rebase_time: shift all timestamps so
-    the first event is now, keeping the gaps; the worker dead-letters events more than a
-    day ahead, so a file longer than that needs `speed` to stay valid. jsonl lines that do
-    not decode are forwarded unchanged and counted as (stream, "invalid").
+    the first event is now, keeping the gaps, and send them as epoch ms. The worker
+    dead-letters events more than a day ahead of its clock, so a rebased file spanning
+    more than a day stays valid only near real-time speed. jsonl lines that do not decode
+    are forwarded unchanged and counted as (stream, "invalid").
     """
     if speed is not None and speed <= 0:
         raise ValueError(f"speed must be positive, not {speed}")

@@ -1,0 +1,114 @@
+"""Shared fixtures: a real Apache Kafka broker (the `shoppulse kafka` launcher) and workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from shoppulse.kafka import LocalKafka, free_port
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory) -> LocalKafka:
+    """One KRaft broker for the whole test session, on a free port, in a temp dir."""
+    broker = LocalKafka(port=0, data_dir=tmp_path_factory.mktemp("kafka"), scram_users={"shoppulse": "s3cret"})
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+class Namespace:
+    """Unique topic names and app id for one test, passed to every process as SHOPPULSE_* env."""
+
+    def __init__(self, broker: LocalKafka, tmp_path: Path, **settings: str):
+        tag = uuid.uuid4().hex[:8]
+        self.broker = broker.bootstrap
+        self.app_id = f"sp-{tag}"
+        self.topics = {name: f"{name}-{tag}" for name in ("clickstream", "orders", "tickets")}
+        self.topics["results"] = f"kpi-results-{tag}"
+        self.topics["dead_letters"] = f"kpi-dead-letters-{tag}"
+        self.tmp_path = tmp_path
+        self.env = dict(os.environ)
+        self.env.update({f"SHOPPULSE_TOPICS__{k.upper()}": v for k, v in self.topics.items()})
+        self.env.update({"SHOPPULSE_APP_ID": self.app_id, "SHOPPULSE_BROKER": self.broker})
+        self.env.update({f"SHOPPULSE_{k.upper()}": str(v) for k, v in settings.items()})
+        self.workers: list[subprocess.Popen] = []
+
+    def shoppulse(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "shoppulse.cli", *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout)  # fmt: skip
+
+    def start_worker(self, name: str = "w0", metrics_port: int | None = None) -> subprocess.Popen:
+        port = metrics_port or free_port()
+        log = open(self.tmp_path / f"{name}.log", "w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shoppulse.cli", "worker", "--data-dir", str(self.tmp_path / name),
+             "--metrics-port", str(port), "--metrics-host", "127.0.0.1"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        proc.metrics_port = port  # type: ignore[attr-defined]
+        self.workers.append(proc)
+        return proc
+
+    def stop_workers(self) -> None:
+        for proc in self.workers:
+            proc.terminate()
+        for proc in self.workers:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def worker_log(self, name: str = "w0") -> str:
+        return (self.tmp_path / f"{name}.log").read_text(errors="replace")[-5000:]
+
+    def read_topic(self, topic: str, *, quiet_seconds: float = 10.0, timeout: float = 240.0, until=None) -> list[dict]:
+        return asyncio.run(read_topic(self.broker, topic, quiet_seconds=quiet_seconds, timeout=timeout, until=until))
+
+
+async def read_topic(broker: str, topic: str, *, quiet_seconds: float, timeout: float, until=None) -> list[dict]:
+    """Read JSON records from the start until `until(records)` is true and nothing new came for
+    `quiet_seconds`, or `timeout` passes."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    records: list[dict] = []
+    deadline = time.monotonic() + timeout
+    last_new = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                for message in messages:
+                    records.append(orjson.loads(message.value))
+                    last_new = time.monotonic()
+            done = until(records) if until else bool(records)
+            if done and time.monotonic() - last_new > quiet_seconds:
+                break
+    finally:
+        await consumer.stop()
+    return records
+
+
+@pytest.fixture
+def namespace(kafka_broker, tmp_path):
+    created: list[Namespace] = []
+
+    def make(**settings) -> Namespace:
+        ns = Namespace(kafka_broker, tmp_path, **settings)
+        created.append(ns)
+        return ns
+
+    yield make
+    for ns in created:
+        ns.stop_workers()
