@@ -1,0 +1,156 @@
+"""Bad input: every generated invalid payload gets a reason, lands on the dead-letter topic,
+and the worker keeps going."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shoppulse.streams.events import EVENT_TYPES, REASONS, InvalidEvent, parse
+
+NOW_MS = 1_800_000_000_000
+VALID = {
+    "clickstream": {"event_id": "e1", "event_type": "page_view", "ts": NOW_MS - 1000, "session_id": "s", "visitor_id": "v"},
+    "orders": {"event_id": "e1", "event_type": "order_placed", "ts": NOW_MS - 1000, "order_id": "o", "customer_id": "c"},
+    "tickets": {"event_id": "e1", "event_type": "ticket_created", "ts": NOW_MS - 1000, "ticket_id": "t"},
+}
+streams = st.sampled_from(sorted(VALID))
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=10))
+
+
+@st.composite
+def invalid_payload(draw) -> tuple[str, bytes, str]:
+    """(stream, payload, kind) where the payload is invalid in one chosen way."""
+    stream = draw(streams)
+    kind = draw(st.sampled_from(["bytes", "text", "json_non_object", "missing", "wrong_type", "unknown_type",
+                                 "future", "too_large", "bad_ts"]))  # fmt: skip
+    record = dict(VALID[stream])
+    if kind == "bytes":
+        payload = b"\xff" + draw(st.binary(max_size=40))
+    elif kind == "text":
+        payload = ("{" + draw(st.text(max_size=40))).encode()
+    elif kind == "json_non_object":
+        payload = orjson.dumps(draw(st.one_of(json_scalars, st.lists(json_scalars, max_size=3))))
+    elif kind == "missing":
+        del record[draw(st.sampled_from(sorted(k for k in record)))]
+        payload = orjson.dumps(record)
+    elif kind == "wrong_type":
+        field = draw(st.sampled_from(["event_id", "ts"] + [k for k in record if k.endswith("_id")]))
+        record[field] = draw(st.one_of(st.lists(st.integers(0, 1000), max_size=2), st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
+                                       st.dictionaries(st.text(max_size=3), st.integers(0, 1000), max_size=2)))  # fmt: skip
+        payload = orjson.dumps(record)
+    elif kind == "unknown_type":
+        record["event_type"] = draw(st.text(max_size=15).filter(lambda t: t not in EVENT_TYPES[stream]))
+        payload = orjson.dumps(record)
+    elif kind == "future":
+        record["ts"] = NOW_MS + 86_400_000 + draw(st.integers(1, 10**9))
+        payload = orjson.dumps(record)
+    elif kind == "too_large":
+        record["padding"] = "x" * (256 * 1024)
+        payload = orjson.dumps(record)
+    else:
+        record["ts"] = draw(st.sampled_from(["yesterday", "2024-13-01T00:00:00Z", "2024-01-01T00:00:00", ""]))
+        payload = orjson.dumps(record)
+    return stream, payload, kind
+
+
+def collect_invalid(n: int) -> list[tuple[str, bytes, str, str]]:
+    """Run the property over the real parse path and keep every example for the broker test."""
+    collected: list[tuple[str, bytes, str, str]] = []
+
+    @settings(max_examples=n, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+    @given(invalid_payload())
+    def check(example):
+        stream, payload, kind = example
+        with pytest.raises(InvalidEvent) as info:
+            parse(stream, payload, now_ms=NOW_MS)
+        assert info.value.reason in REASONS
+        assert info.value.reason != "late"
+        collected.append((stream, payload, kind, info.value.reason))
+
+    check()
+    return collected
+
+
+def test_every_invalid_payload_has_a_reason():
+    examples = collect_invalid(1200)
+    assert len(examples) >= 1000
+    kinds = {kind for _, _, kind, _ in examples}
+    assert len(kinds) == 9  # every way of being wrong was generated
+
+
+@pytest.mark.integration
+def test_invalid_payloads_reach_dead_letters_and_worker_survives(namespace):
+    examples = collect_invalid(1200)
+    # Deduplicate identical payloads per stream: hypothesis may repeat an example.
+    unique = list({(s, p): (s, p, k, r) for s, p, k, r in examples}.values())
+    assert len(unique) >= 1000
+    ns = namespace(idle_timeout_seconds=2)
+    worker = ns.start_worker()
+
+    async def produce() -> dict[tuple[str, int, int], str]:
+        producer = AIOKafkaProducer(bootstrap_servers=ns.broker, max_request_size=2 * 1024 * 1024)
+        await producer.start()
+        try:
+            futures = [(await producer.send(ns.topics[s], p, key=b"k"), r) for s, p, _, r in unique]
+            sent = {}
+            for future, reason in futures:
+                meta = await future
+                sent[(meta.topic, meta.partition, meta.offset)] = reason
+            now = int(time.time() * 1000)
+            good = dict(VALID["clickstream"], ts=now, event_id="good-1")
+            await producer.send_and_wait(ns.topics["clickstream"], orjson.dumps(good), key=b"v")
+            return sent
+        finally:
+            await producer.stop()
+
+    # The worker creates the topics on start; wait for it before producing.
+    _wait_for_metrics(worker.metrics_port, ns)
+    sent = asyncio.run(produce())
+    letters = ns.read_topic(ns.topics["dead_letters"], quiet_seconds=5, timeout=120, until=lambda r: len(r) >= len(sent))
+    assert worker.poll() is None, ns.worker_log()
+    # Every invalid message has a dead letter naming it and the reason parse gave.
+    by_source = {(r["source_topic"], r["source_partition"], r["source_offset"]): r for r in letters}
+    missing = [k for k in sent if k not in by_source]
+    assert not missing, (missing[:5], ns.worker_log())
+    assert {k: by_source[k]["reason"] for k in sent} == sent
+    for letter in letters:
+        assert letter["payload_encoding"] in ("utf-8", "base64")
+    # The worker survived and still processes good input.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = _scrape(worker.metrics_port)
+        if f'shoppulse_events_total{{outcome="ok",topic="{ns.topics["clickstream"]}"}} 1.0' in text:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("the valid event after the bad ones was not processed\n" + ns.worker_log())
+    invalid_total = sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("shoppulse_dead_letters_total")
+    )
+    assert invalid_total >= len(sent)
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+def _wait_for_metrics(port: int, ns, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _scrape(port)
+            time.sleep(3)  # metrics are served just before the Faust worker subscribes
+            return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail("worker did not start\n" + ns.worker_log())
