@@ -9,6 +9,7 @@ from __future__ import annotations
 import faust
 
 from ..streams.engine import decode_partial
+from .source import Batcher
 from ..streams.exporters import ResultListener, ResultsPublisher
 from ..streams.merge import Merger
 from ..streams.settings import Settings
@@ -64,10 +65,12 @@ class ResultsPipeline:
 
 def wire(app: faust.App, settings: Settings, partials: faust.TopicT, listeners: list[ResultListener]) -> ResultsPipeline:
     pipeline = ResultsPipeline(app, settings, partials, listeners)
+    batcher = Batcher(settings.batch_max_events, pipeline.process)
 
     async def merge(stream):
-        async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_seconds):
-            await pipeline.process(stream, events)
+        async for event in stream.noack().events():
+            await batcher.add(stream, event)
 
     app.agent(partials, name="merge")(merge)
+    app.timer(settings.batch_within_seconds)(batcher.flush)
     return pipeline

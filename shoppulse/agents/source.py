@@ -137,12 +137,41 @@ class SourcePipeline:
 
 
 def wire_source(stream_name: str, app: faust.App, settings: Settings, metrics: Metrics, partials) -> SourcePipeline:
-    """One agent per source topic, reading batches so state is written once per batch."""
+    """One agent per source topic. Events are acked only after their batch is processed and
+    its state written, so a crash replays them (at-least-once, idempotent snapshots)."""
     pipeline = SourcePipeline(app, stream_name, settings, metrics, partials)
+    batcher = Batcher(settings.batch_max_events, pipeline.process)
 
     async def consume(stream):
-        async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_seconds):
-            await pipeline.process(stream, events)
+        # stream.take_events() can pair a value with the wrong event under load (seen here:
+        # dead letters naming the wrong offset), so batches are built from events() directly.
+        async for event in stream.noack().events():
+            await batcher.add(stream, event)
 
     app.agent(pipeline.topic, name=stream_name)(consume)
+    app.timer(settings.batch_within_seconds)(batcher.flush)
     return pipeline
+
+
+class Batcher:
+    """Collects events into batches of at most `size`; `flush` (also on a timer) processes and acks."""
+
+    def __init__(self, size: int, process):
+        self.size = size
+        self.process = process
+        self.events: list[faust.EventT] = []
+        self.stream: faust.StreamT | None = None
+
+    async def add(self, stream: faust.StreamT, event: faust.EventT) -> None:
+        self.stream = stream
+        self.events.append(event)
+        if len(self.events) >= self.size:
+            await self.flush()
+
+    async def flush(self) -> None:
+        events, self.events = self.events, []
+        if not events or self.stream is None:
+            return
+        await self.process(self.stream, events)
+        for event in events:
+            event.ack()
