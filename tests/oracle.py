@@ -290,7 +290,8 @@ def compute(
         top_key = (largest, t - t % largest)
 
         if stream == "clickstream":
-            sid, visitor = e["session_id"], e["visitor_id"]
+            visitor = e["visitor_id"]
+            sid = (visitor, e["session_id"])  # a session id reused by another visitor is another session
             session = open_sessions.get(sid)
             if session is not None and t - session.last > timeout:
                 session = None

@@ -280,21 +280,23 @@ class ClickstreamEngine(PartitionEngine):
     def __init__(self, partition: int, settings: Settings):
         super().__init__(partition, settings)
         self.session_timeout_ms = int(settings.session_timeout_seconds * 1000)
-        self.sessions: dict[str, dict] = {}  # session_id -> open session
-        self.expiry: list[tuple[int, str]] = []  # heap of (last ts + timeout, session_id), lazily invalidated
+        # "<visitor_id> <session_id>" -> open session: a session id reused by two visitors is two sessions
+        self.sessions: dict[str, dict] = {}
+        self.expiry: list[tuple[int, str]] = []  # heap of (last ts + timeout, session key), lazily invalidated
         self.seen_visitors: set[str] = set()
         self.largest = self.sizes[-1]
 
     def on_event(self, parsed: Parsed, result: BatchResult) -> None:
         event: ClickEvent = parsed.event  # type: ignore[assignment]
         ts = parsed.ts_ms
-        session = self.sessions.get(event.session_id)
+        session_key = f"{event.visitor_id} {event.session_id}"
+        session = self.sessions.get(session_key)
         if session is not None and ts - session["last"] > self.session_timeout_ms:
-            self._end_session(event.session_id)
+            self._end_session(session_key)
             session = None
         traffic = self.measures_for("traffic", ts)
         if session is None:
-            session = self._start_session(event, ts, traffic)
+            session = self._start_session(event, session_key, ts, traffic)
         etype = event.event_type
         for m in traffic:
             m.distinct("visitors").add(event.visitor_id)
@@ -319,10 +321,10 @@ class ClickstreamEngine(PartitionEngine):
             session["purchase"] = True
         if ts > session["last"]:
             session["last"] = ts
-            heapq.heappush(self.expiry, (ts + self.session_timeout_ms, event.session_id))
-        self.changed.add(f"s|{event.session_id}")
+            heapq.heappush(self.expiry, (ts + self.session_timeout_ms, session_key))
+        self.changed.add(f"s|{session_key}")
 
-    def _start_session(self, event: ClickEvent, ts: int, traffic: list[Measures]) -> dict:
+    def _start_session(self, event: ClickEvent, session_key: str, ts: int, traffic: list[Measures]) -> dict:
         if event.is_new_visitor is not None:
             new = event.is_new_visitor
         else:
@@ -337,13 +339,13 @@ class ClickstreamEngine(PartitionEngine):
             if new:
                 m.inc("new_visitor_sessions")
         session = {"start": ts, "last": ts, "views": 0, "cart": False, "checkout": False, "purchase": False, "product": None}
-        self.sessions[event.session_id] = session
-        heapq.heappush(self.expiry, (ts + self.session_timeout_ms, event.session_id))
+        self.sessions[session_key] = session
+        heapq.heappush(self.expiry, (ts + self.session_timeout_ms, session_key))
         return session
 
-    def _end_session(self, session_id: str) -> None:
-        session = self.sessions.pop(session_id)
-        self.changed.add(f"s|{session_id}")
+    def _end_session(self, session_key: str) -> None:
+        session = self.sessions.pop(session_key)
+        self.changed.add(f"s|{session_key}")
         duration = session["last"] - session["start"]
         engaged = duration > ENGAGED_MS or session["views"] >= 2 or session["purchase"]
         for m in self.measures_for("sessions", session["start"]):
@@ -366,10 +368,10 @@ class ClickstreamEngine(PartitionEngine):
     def _end_expired_sessions(self) -> None:
         wm = self.watermark.value
         while self.expiry and self.expiry[0][0] <= wm:
-            due, session_id = heapq.heappop(self.expiry)
-            session = self.sessions.get(session_id)
+            due, session_key = heapq.heappop(self.expiry)
+            session = self.sessions.get(session_key)
             if session is not None and session["last"] + self.session_timeout_ms == due:
-                self._end_session(session_id)
+                self._end_session(session_key)
 
     def family_progress(self, family: str) -> int:
         through = self.watermark.value - self.grace_ms
@@ -479,7 +481,7 @@ class TicketsEngine(PartitionEngine):
         self.tickets: dict[str, dict] = {}
         self.sla_ms = {p: int(s * 1000) for p, s in settings.sla_first_reply_seconds.items()}
         self.backlog_ms = int(settings.backlog_age_seconds * 1000)
-        self.retention_ms = 7 * 86_400_000  # solved tickets are kept this long for reopens
+        self.retention_ms = 30 * 86_400_000  # solved tickets are kept this long for reopens
 
     def on_event(self, parsed: Parsed, result: BatchResult) -> None:
         event: TicketEvent = parsed.event  # type: ignore[assignment]
@@ -515,6 +517,7 @@ class TicketsEngine(PartitionEngine):
                 duration = ts - ticket["created"]
                 result.resolution_seconds.append(duration / 1000)
                 for m in windows:
+                    m.inc("resolutions")
                     m.inc("resolution_sum_ms", duration)
                     m.quantiles("resolution").add(duration)
         elif etype == "ticket_reopened":
@@ -552,26 +555,29 @@ class TicketsEngine(PartitionEngine):
                 m.inc("sla_breaches")
 
     def before_close(self, family: str, previous: int, through: int) -> None:
-        """Add open/backlog/oldest-unanswered as of each closing window's end."""
+        """Add open/backlog/oldest-unanswered as of the end of each window that closes now:
+        every window with events, plus the most recent empty ones while tickets are open."""
         if not self.tickets:
             return
+        closing = {(size, start) for (f, size, start) in self.windows if f == family and start + size <= through}
         for size in self.sizes:
-            first_end = window_start(previous, size) + size if previous else window_start(through, size)
             last_end = window_start(through, size)
-            ends = range(max(first_end, last_end - (MAX_BACKFILL_WINDOWS - 1) * size), last_end + 1, size)
-            for end in ends:
-                open_count, backlog, oldest = self._snapshot_at(end)
-                if not open_count:
-                    continue
-                key = (family, size, end - size)
-                m = self.windows.get(key)
-                if m is None:
-                    m = self.windows[key] = Measures()
-                self.changed.add(_window_key(key))
-                m["open_tickets"] = open_count
-                m["backlog_tickets"] = backlog
-                if oldest is not None:
-                    m["max:oldest_unanswered_age_ms"] = end - oldest
+            first_end = window_start(previous, size) + size if previous else last_end
+            first_end = max(first_end, last_end - (MAX_BACKFILL_WINDOWS - 1) * size)
+            closing.update((size, end - size) for end in range(first_end, last_end + 1, size))
+        for size, start in closing:
+            open_count, backlog, oldest = self._snapshot_at(start + size)
+            if not open_count:
+                continue
+            key = (family, size, start)
+            m = self.windows.get(key)
+            if m is None:
+                m = self.windows[key] = Measures()
+            self.changed.add(_window_key(key))
+            m["open_tickets"] = open_count
+            m["backlog_tickets"] = backlog
+            if oldest is not None:
+                m["max:oldest_unanswered_age_ms"] = start + size - oldest
         self._forget_old_tickets(through)
 
     def _snapshot_at(self, end: int) -> tuple[int, int, int | None]:

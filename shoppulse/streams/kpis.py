@@ -148,6 +148,16 @@ def top_list(key: str, measure: str, scale: int = 1) -> Callable:
     return compute
 
 
+def _gross_margin(m: Measures, ctx: Context) -> list[Value]:
+    """Per currency with revenue; None where no order of that currency was fully costed."""
+    profits, costed = m.get("profit_micros", {}), m.get("costed_revenue_micros", {})
+    out = []
+    for currency in sorted(m.get("revenue_micros", {})):
+        profit, revenue = profits.get(currency, 0) / MICROS, costed.get(currency, 0) / MICROS
+        out.append(Value("gross_margin", profit / revenue if revenue else None, {"currency": currency}, profit, revenue))
+    return out
+
+
 def _nps(m: Measures, ctx: Context) -> list[Value]:
     promoters, detractors, n = m.get("nps_promoters", 0), m.get("nps_detractors", 0), m.get("nps_responses", 0)
     return [Value("nps", 100 * (promoters - detractors) / n if n else None, {}, promoters - detractors, n)]
@@ -256,7 +266,7 @@ CATALOGUE: tuple[Kpi, ...] = (
     Kpi("gross_profit", "sales", "currency", "revenue - cost over orders where every item has a unit_cost",
         "Shopify gross profit", money_by_currency("gross_profit", "profit_micros"), dims=("currency",)),
     Kpi("gross_margin", "sales", "ratio", "gross_profit / revenue of those orders", "Shopify gross margin",
-        money_ratio_by_currency("gross_margin", "profit_micros", "costed_revenue_micros", MICROS), dims=("currency",)),
+        _gross_margin, dims=("currency",)),
     Kpi("cancellations", "sales", "count", "order_cancelled events", "Shopify cancelled orders",
         count("cancellations", "cancellations"), counters=("cancellations",)),
     Kpi("refunds", "sales", "count", "order_refunded events", "Shopify returns", count("refunds", "refunds"), counters=("refunds",)),
@@ -288,7 +298,7 @@ CATALOGUE: tuple[Kpi, ...] = (
         dims=("stat", "channel", "priority"),
         attribution=DURATION_END, counters=("first_replies",), goal=("<=", 3600.0)),
     Kpi("resolution_seconds", "support", "seconds", "created -> solved: p50, p90 (DDSketch) and mean",
-        "Zendesk Explore `Full resolution time`", quantiles("resolution_seconds", "resolution", "resolution_sum_ms", "solves", ()), dims=("stat",),
+        "Zendesk Explore `Full resolution time`", quantiles("resolution_seconds", "resolution", "resolution_sum_ms", "resolutions", ()), dims=("stat",),
         attribution=DURATION_END, counters=("solves",)),
     Kpi("open_tickets", "support", "tickets", "tickets created and not solved, at the window's end",
         "Zendesk `Unsolved tickets`", count("open_tickets", "open_tickets"), attribution="a snapshot at the window's end"),

@@ -139,10 +139,15 @@ class Merger:
         return [WindowResult("cross", size, start, True, values)] if values else []
 
     def _prune_finals(self, through: int) -> None:
-        horizon = through - 2 * self.sizes[-1]
-        for key in [k for k in self.finals if k[2] + k[1] < horizon]:
-            del self.finals[key]
-            self.changed.add(_key("f", *key))
+        """Drop kept finals once every partner family has also passed that window."""
+        partners = {"sales": tuple(CROSS_NEEDS.values())}
+        for partner in CROSS_NEEDS.values():
+            partners.setdefault(partner, ("sales",))
+        for key in list(self.finals):
+            family, size, start = key
+            if all(self.emitted.get(p, -1) >= start + size for p in partners[family]):
+                del self.finals[key]
+                self.changed.add(_key("f", *key))
 
     def open_updates(self) -> list[WindowResult]:
         """Non-final results of windows changed since the last call (call at most once a second)."""
