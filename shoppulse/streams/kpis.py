@@ -1,6 +1,6 @@
 """The KPI catalogue: every KPI once, with its formula, source definition and attribution.
 
-docs/kpis.md is generated from this list (`shoppulse docs kpis`), the Prometheus metric
+docs/kpis.md documents this list (tests/test_docs.py checks it), the Prometheus metric
 names come from it, and the exporters and tests read it. Each KPI is computed from the
 merged `Measures` of one window of one family:
 
