@@ -86,7 +86,11 @@ class PrometheusExporter:
             window = window_label(result.size_ms // 1000)
             if result.family != "cross":
                 m.window_end.labels(result.family, window).set(result.end_ms / 1000)
-            fresh: dict[str, set[tuple[str, ...]]] = {}
+            # Every gauge of this family is refreshed, so a KPI with no values in this window
+            # (no orders, so no currency) loses its old series instead of showing them as current.
+            fresh: dict[str, set[tuple[str, ...]]] = {
+                kpi.key: set() for kpi in CATALOGUE if kpi.family == result.family and not kpi.insight
+            }
             for value in result.values:
                 kpi = BY_KEY[value.kpi]
                 if kpi.insight:
