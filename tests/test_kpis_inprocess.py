@@ -28,11 +28,6 @@ def _events(pairs) -> list[tuple[str, dict]]:
     return [(stream, msgspec.to_builtins(event)) for stream, event in pairs]
 
 
-# Known limit (docs/design.md): a partition reports open/backlog/oldest-unanswered only for
-# windows it has events in, or the latest 60; on sparse data these snapshots undercount.
-SNAPSHOT_KPIS = {"open_tickets", "backlog_tickets", "oldest_unanswered_ticket_age_seconds"}
-
-
 def _check(events, settings=None, *, skip=frozenset(), **kwargs):
     records = inprocess.run(events, settings, **kwargs)
     finals = [r for r in records if r["final"] and r["kpi"] not in skip]
@@ -46,7 +41,7 @@ def _check(events, settings=None, *, skip=frozenset(), **kwargs):
 @pytest.mark.parametrize("fmt", sorted(SAMPLES))
 def test_real_sample_matches_batch_recomputation(fmt):
     events = _events(read_events(fmt, DATASETS / SAMPLES[fmt]))
-    expected, finals = _check(events, skip=SNAPSHOT_KPIS if fmt == "incident-log" else frozenset())
+    expected, finals = _check(events)
     kpis = {key[0] for key in expected}
     if fmt == "rees46":
         for kpi in ("sessions", "conversion_rate", "cart_abandonment_rate", "bounce_rate", "orders", "revenue",

@@ -117,6 +117,10 @@ class SourcePipeline:
     async def tick(self) -> None:
         """Every second: idle watermarks, non-final snapshots, watermark lag."""
         now_ms = int(time.time() * 1000)
+        for partition in self._assigned() - self.engines.keys():
+            # A partition with no message since this worker started must still report progress
+            # (after its idle timeout), or its families would never finalise.
+            self.engine(partition)
         worst = 0.0
         for engine in list(self.engines.values()):
             engine.tick(now_ms)
@@ -124,6 +128,13 @@ class SourcePipeline:
             worst = max(worst, (now_ms - engine.watermark.value) / 1000)
         if self.engines:
             self.metrics.watermark_lag.labels(self.topic_name).set(worst)
+
+    def _assigned(self) -> set[int]:
+        """This worker's partitions of the topic, once their state is recovered (never during a rebalance)."""
+        app = self.app
+        if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+            return set()
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == self.topic_name}
 
     def _observe_lag(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
         last_offsets = {}

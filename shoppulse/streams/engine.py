@@ -31,7 +31,6 @@ from .measures import Measures, to_micros
 from .settings import Settings
 from .windows import Watermark, window_start
 
-MAX_BACKFILL_WINDOWS = 60  # snapshot windows emitted per size when the watermark jumps
 NEVER = 1 << 62
 
 
@@ -55,15 +54,22 @@ class Progress:
     family: str
     partition: int
     through_ms: int
+    from_ms: int = 0  # the previous `through_ms`: `steps` cover (from_ms, through_ms]
+    # Point-in-time state (support: open tickets...) as steps [t, open, backlog, oldest
+    # unanswered created-at or None], each valid from window end t until the next step, so the
+    # merge stage can take it at the end of any window, with or without events on this partition.
+    steps: list | None = None
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"type": "progress", "family": self.family, "partition": self.partition, "through_ms": self.through_ms})
+        return orjson.dumps({"type": "progress", "family": self.family, "partition": self.partition,
+                             "through_ms": self.through_ms, "from_ms": self.from_ms, "steps": self.steps})  # fmt: skip
 
 
 def decode_partial(data: bytes) -> Snapshot | Progress:
     record = orjson.loads(data)
     if record["type"] == "progress":
-        return Progress(record["family"], record["partition"], record["through_ms"])
+        return Progress(record["family"], record["partition"], record["through_ms"], record.get("from_ms", 0),
+                        record.get("steps"))  # fmt: skip
     return Snapshot(record["family"], record["size_ms"], record["start_ms"], record["partition"], Measures.load(record["measures"]))
 
 
@@ -181,18 +187,19 @@ class PartitionEngine:
             if through <= self.progress.get(family, 0):
                 continue
             previous = self.progress.get(family, 0)
-            self.before_close(family, previous, through)
+            steps = self.state_steps(family, previous, through)
             for key in [k for k in self.windows if k[0] == family and k[2] + k[1] <= through]:
                 self.outbox.append(Snapshot(*key, self.partition, self.windows.pop(key)))
                 self.dirty_windows.discard(key)
                 self.changed.add(_window_key(key))
             self.progress[family] = through
-            self.outbox.append(Progress(family, self.partition, through))
+            self.outbox.append(Progress(family, self.partition, through, previous, steps))
         self.next_close = min((start + size for _, size, start in self.windows), default=NEVER)
         self._expire_ids()
 
-    def before_close(self, family: str, previous: int, through: int) -> None:
-        """Hook: add window-end snapshots (open tickets...) before windows are finalised."""
+    def state_steps(self, family: str, previous: int, through: int) -> list | None:
+        """Hook: point-in-time state over (previous, through] for the Progress message."""
+        return None
 
     def _expire_ids(self) -> None:
         cutoff = self.watermark.value - self.horizon_ms
@@ -308,7 +315,7 @@ class ClickstreamEngine(PartitionEngine):
                 previous = session["product"]
                 if previous and previous != event.product_id:
                     # Insight lists are for the largest window only.
-                    traffic[-1].inc_label("view_pairs", f"{previous}>{event.product_id}")
+                    traffic[-1].top_items("view_pairs").add(f"{previous}>{event.product_id}")
                 session["product"] = event.product_id
         elif etype in COUNTED_TYPES:
             for m in traffic:
@@ -453,11 +460,12 @@ class OrdersEngine(PartitionEngine):
                 m.inc("new_customer_orders" if first else "returning_customer_orders")
         top = windows[-1]  # insight lists: the largest window only
         for item in event.items:
-            top.inc_label("product_revenue_micros", item.product_id, to_micros(item.quantity * item.unit_price))
-            top.inc_label("product_units", item.product_id, item.quantity)
+            top.top_items("product_revenue_micros").add(item.product_id, to_micros(item.quantity * item.unit_price))
+            top.top_items("product_units").add(item.product_id, item.quantity)
+        pairs = top.top_items("product_pairs")
         for i, a in enumerate(products):
             for b in products[i + 1 :]:
-                top.inc_label("product_pairs", f"{a}+{b}")
+                pairs.add(f"{a}+{b}")
 
     def dump_entity(self, kind: str, rest: str) -> bytes | None:
         if kind == "c":
@@ -482,6 +490,9 @@ class TicketsEngine(PartitionEngine):
         self.sla_ms = {p: int(s * 1000) for p, s in settings.sla_first_reply_seconds.items()}
         self.backlog_ms = int(settings.backlog_age_seconds * 1000)
         self.retention_ms = 30 * 86_400_000  # solved tickets are kept this long for reopens
+        # Tickets with events since the last close or effective after it (see state_steps), and their latest ts.
+        self.touched: set[str] = set()
+        self.last_ts: dict[str, int] = {}
 
     def on_event(self, parsed: Parsed, result: BatchResult) -> None:
         event: TicketEvent = parsed.event  # type: ignore[assignment]
@@ -498,7 +509,7 @@ class TicketsEngine(PartitionEngine):
                 m.inc_label("tickets_by_channel", ticket["channel"])
                 m.inc_label("tickets_by_category", event.category or "unknown")
             if event.product_id:
-                windows[-1].inc_label("product_tickets", event.product_id)
+                windows[-1].top_items("product_tickets").add(event.product_id)
         elif etype == "agent_replied" and ticket is not None and event.public is not False:
             ticket["replies"] += 1
             if ticket["first_reply"] is None:
@@ -537,6 +548,8 @@ class TicketsEngine(PartitionEngine):
                     m.inc("nps_detractors")
         if ticket is not None:
             self.changed.add(f"t|{event.ticket_id}")
+            self.touched.add(event.ticket_id)
+            self.last_ts[event.ticket_id] = max(ts, self.last_ts.get(event.ticket_id, ts))
 
     def _first_reply(self, ticket: dict, ts: int, windows: list[Measures], result: BatchResult) -> None:
         frt = ts - ticket["created"]
@@ -554,52 +567,67 @@ class TicketsEngine(PartitionEngine):
             if breached:
                 m.inc("sla_breaches")
 
-    def before_close(self, family: str, previous: int, through: int) -> None:
-        """Add open/backlog/oldest-unanswered as of the end of each window that closes now:
-        every window with events, plus the most recent empty ones while tickets are open."""
-        if not self.tickets:
-            return
-        closing = {(size, start) for (f, size, start) in self.windows if f == family and start + size <= through}
-        for size in self.sizes:
-            last_end = window_start(through, size)
-            first_end = window_start(previous, size) + size if previous else last_end
-            first_end = max(first_end, last_end - (MAX_BACKFILL_WINDOWS - 1) * size)
-            closing.update((size, end - size) for end in range(first_end, last_end + 1, size))
-        for size, start in closing:
-            open_count, backlog, oldest = self._snapshot_at(start + size)
-            if not open_count:
-                continue
-            key = (family, size, start)
-            m = self.windows.get(key)
-            if m is None:
-                m = self.windows[key] = Measures()
-            self.changed.add(_window_key(key))
-            m["open_tickets"] = open_count
-            m["backlog_tickets"] = backlog
-            if oldest is not None:
-                m["max:oldest_unanswered_age_ms"] = start + size - oldest
-        self._forget_old_tickets(through)
+    def state_steps(self, family: str, previous: int, through: int) -> list:
+        """How open tickets, backlog and the oldest unanswered ticket changed over (previous, through].
 
-    def _snapshot_at(self, end: int) -> tuple[int, int, int | None]:
-        open_count = backlog = 0
-        oldest = None
-        for ticket in self.tickets.values():
-            created = ticket["created"]
-            if created >= end:
+        A ticket's state at a window end E counts its events with ts < E, so it can change at
+        ts + 1 of any of its events, and it enters the backlog at created + backlog age + 1.
+        Tickets with no event since the last close and no backlog crossing in the interval
+        are constant over it; only the touched ones are re-evaluated at each change point.
+        """
+        first = previous + 1
+        touched = set(self.touched)
+        for ticket_id, ticket in self.tickets.items():
+            if first < ticket["created"] + self.backlog_ms + 1 <= through:
+                touched.add(ticket_id)
+        points = {first}
+        for ticket_id in touched:
+            ticket = self.tickets.get(ticket_id)
+            if ticket is None:
                 continue
-            state = "open"
-            for ts, change in ticket["history"]:
-                if ts < end:
-                    state = "open" if change == "reopened" else "solved"
-            if state != "open":
-                continue
-            open_count += 1
-            if end - created > self.backlog_ms:
-                backlog += 1
-            replied = ticket["first_reply"] is not None and ticket["first_reply"] < end
-            if not replied and (oldest is None or created < oldest):
-                oldest = created
-        return open_count, backlog, oldest
+            crossing = [ticket["created"], ticket["first_reply"] or ticket["created"], *(ts for ts, _ in ticket["history"])]
+            points.update(ts + 1 for ts in crossing if first < ts + 1 <= through)
+            if first < ticket["created"] + self.backlog_ms + 1 <= through:
+                points.add(ticket["created"] + self.backlog_ms + 1)
+        base_open = base_backlog = 0
+        base_oldest = None
+        for ticket_id, ticket in self.tickets.items():
+            if ticket_id not in touched:
+                is_open, in_backlog, unanswered = self._state_at(ticket, first)
+                base_open += is_open
+                base_backlog += in_backlog
+                if unanswered is not None and (base_oldest is None or unanswered < base_oldest):
+                    base_oldest = unanswered
+        live = [self.tickets[t] for t in touched if t in self.tickets]
+        steps: list = []
+        for point in sorted(points):
+            open_count, backlog, oldest = base_open, base_backlog, base_oldest
+            for ticket in live:
+                is_open, in_backlog, unanswered = self._state_at(ticket, point)
+                open_count += is_open
+                backlog += in_backlog
+                if unanswered is not None and (oldest is None or unanswered < oldest):
+                    oldest = unanswered
+            if not steps or steps[-1][1:] != [open_count, backlog, oldest]:
+                steps.append([point, open_count, backlog, oldest])
+        self.touched = {t for t in self.touched if self.last_ts.get(t, 0) + 1 > through}
+        self.last_ts = {t: self.last_ts[t] for t in self.touched if t in self.last_ts}
+        self._forget_old_tickets(through)
+        return steps
+
+    def _state_at(self, ticket: dict, end: int) -> tuple[int, int, int | None]:
+        """(open, in backlog, created-at if open and unanswered) of one ticket at `end`."""
+        created = ticket["created"]
+        if created >= end:
+            return 0, 0, None
+        state = "open"
+        for ts, change in ticket["history"]:
+            if ts < end:
+                state = "open" if change == "reopened" else "solved"
+        if state != "open":
+            return 0, 0, None
+        replied = ticket["first_reply"] is not None and ticket["first_reply"] < end
+        return 1, int(end - created > self.backlog_ms), None if replied else created
 
     def _forget_old_tickets(self, through: int) -> None:
         for ticket_id, ticket in list(self.tickets.items()):
@@ -617,6 +645,9 @@ class TicketsEngine(PartitionEngine):
     def restore_entity(self, kind: str, rest: str, data) -> None:
         if kind == "t":
             self.tickets[rest] = data
+            # Which tickets changed since the last close was not persisted: re-evaluate each once.
+            self.touched.add(rest)
+            self.last_ts[rest] = max([data["created"], data["first_reply"] or 0, *(ts for ts, _ in data["history"])])
 
 
 ENGINES: dict[str, type[PartitionEngine]] = {

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .measures import MICROS, Measures
+from .measures import MICROS, Measures, TopItems
 
 FAMILIES = ("traffic", "sessions", "sales", "support")
 
@@ -142,7 +142,7 @@ def quantiles(key: str, sketch_prefix: str, sum_ms: str, n: str, dims: tuple[str
 
 def top_list(key: str, measure: str, scale: int = 1) -> Callable:
     def compute(m: Measures, ctx: Context) -> list[Value]:
-        ranked = sorted(m.get(measure, {}).items(), key=lambda kv: (-kv[1], kv[0]))[: ctx.top_n]
+        ranked = m[measure].top(ctx.top_n) if measure in m else []
         return [Value(key, v / scale, {"item": item, "rank": str(rank)}) for rank, (item, v) in enumerate(ranked, 1)]
 
     return compute
@@ -183,13 +183,14 @@ def _hit_rate(m: Measures, ctx: Context) -> list[Value]:
     support = ctx.other.get("support")
     if support is None:
         return []
-    tickets = support.get("product_tickets", {})
-    rates = {p: units / tickets[p] for p, units in m.get("product_units", {}).items() if tickets.get(p)}
-    ranked = sorted(rates.items(), key=lambda kv: (-kv[1], kv[0]))[: ctx.top_n]
-    return [
-        Value("hit_rate", rate, {"item": p, "rank": str(i)}, m["product_units"][p], tickets[p])
-        for i, (p, rate) in enumerate(ranked, 1)
-    ]
+    if "product_tickets" not in support or "product_units" not in m:
+        return []
+    units = m["product_units"]
+    # Products with a ticket (all of them while the sketch is exact; else the most ticketed).
+    ticketed = support["product_tickets"].top(TopItems.EXACT_ITEMS)
+    rates = {p: (units.weight(p), n) for p, n in ticketed if n and units.weight(p)}
+    ranked = sorted(rates.items(), key=lambda kv: (-kv[1][0] / kv[1][1], kv[0]))[: ctx.top_n]
+    return [Value("hit_rate", u / n, {"item": p, "rank": str(i)}, u, n) for i, (p, (u, n)) in enumerate(ranked, 1)]
 
 
 GA4 = "GA4"

@@ -9,7 +9,9 @@ Accumulator kinds, chosen by the value stored under a name:
   a name starting with `max:` merges by maximum instead (the oldest ticket's age);
 - dict[str, int]: counts by a label value (device, currency, product pair...);
 - Distinct: distinct count (Apache DataSketches theta; exact below 2**LG_K entries);
-- Quantiles: DDSketch with 0.5 % relative accuracy, one per label value.
+- Quantiles: DDSketch with 0.5 % relative accuracy, one per label value;
+- TopItems: heavy hitters by weight (DataSketches frequent items), for the insight lists,
+  whose item space (products, product pairs) is unbounded.
 """
 
 from __future__ import annotations
@@ -112,6 +114,44 @@ class Quantiles:
         return quantiles
 
 
+class TopItems:
+    """Items by total weight, bounded in size. Exact while the window holds at most
+    `EXACT_ITEMS` distinct items; beyond that each weight is within
+    3.5 / 2**LG_MAX_K of the window's total weight (Apache DataSketches frequent items)."""
+
+    LG_MAX_K = 12
+    EXACT_ITEMS = 3 * 2**LG_MAX_K // 4
+
+    __slots__ = ("sketch",)
+
+    def __init__(self, sketch=None) -> None:
+        self.sketch = sketch or datasketches.frequent_strings_sketch(self.LG_MAX_K)
+
+    def add(self, item: str, weight: int = 1) -> None:
+        self.sketch.update(item, weight)
+
+    def merge(self, other: "TopItems") -> None:
+        self.sketch.merge(other.sketch)
+
+    def weight(self, item: str) -> int:
+        return self.sketch.get_estimate(item)
+
+    def top(self, n: int) -> list[tuple[str, int]]:
+        """The `n` heaviest items, heaviest first (ties by item)."""
+        rows = self.sketch.get_frequent_items(datasketches.frequent_items_error_type.NO_FALSE_NEGATIVES, 0)
+        return sorted(((item, estimate) for item, estimate, _, _ in rows), key=lambda r: (-r[1], r[0]))[:n]
+
+    def dump(self) -> dict:
+        return {"$freq": base64.b64encode(self.sketch.serialize()).decode()}
+
+    @classmethod
+    def load(cls, data: dict) -> "TopItems":
+        return cls(datasketches.frequent_strings_sketch.deserialize(base64.b64decode(data["$freq"])))
+
+
+SKETCHES = (Distinct, Quantiles, TopItems)
+
+
 class Measures(dict):
     """Named accumulators of one window (or one partial of it)."""
 
@@ -136,6 +176,12 @@ class Measures(dict):
             value = self[name] = Quantiles()
         return value
 
+    def top_items(self, name: str) -> TopItems:
+        value = self.get(name)
+        if value is None:
+            value = self[name] = TopItems()
+        return value
+
     def merge(self, other: "Measures") -> "Measures":
         for name, value in other.items():
             mine = self.get(name)
@@ -151,7 +197,7 @@ class Measures(dict):
         return self
 
     def dump(self) -> dict[str, Any]:
-        return {k: (v.dump() if isinstance(v, (Distinct, Quantiles)) else v) for k, v in self.items()}
+        return {k: (v.dump() if isinstance(v, SKETCHES) else v) for k, v in self.items()}
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> "Measures":
@@ -161,6 +207,8 @@ class Measures(dict):
                 value = Distinct.load(value)
             elif isinstance(value, dict) and "$dd" in value:
                 value = Quantiles.load(value)
+            elif isinstance(value, dict) and "$freq" in value:
+                value = TopItems.load(value)
             measures[name] = value
         return measures
 
@@ -168,7 +216,7 @@ class Measures(dict):
 def _copy(value):
     if isinstance(value, dict):
         return dict(value)
-    if isinstance(value, (Distinct, Quantiles)):
+    if isinstance(value, SKETCHES):
         fresh = type(value)()
         fresh.merge(value)
         return fresh

@@ -16,10 +16,14 @@ from typing import Iterable
 
 import orjson
 
-from .engine import MAX_BACKFILL_WINDOWS, Progress, Snapshot
+from .engine import Progress, Snapshot
 from .kpis import CROSS_NEEDS, Context, Value, compute_family, BY_KEY
 from .measures import Measures
 from .settings import Settings, window_label
+
+# Windows no partition had data for are emitted as zeros, but at most this many per size when
+# progress jumps (the end of a historical replay must not emit years of empty minutes).
+MAX_BACKFILL_WINDOWS = 60
 
 
 @dataclass
@@ -67,6 +71,7 @@ class Merger:
         self.pending: dict[tuple[str, int, int], dict[int, Measures]] = {}  # window -> partition -> snapshot
         self.finals: dict[tuple[str, int, int], Measures] = {}  # final merged measures kept for cross KPIs
         self.dirty: set[tuple[str, int, int]] = set()
+        self.steps: dict[tuple[str, int], list] = {}  # (family, partition) -> point-in-time state steps
         self.changed: set[str] = set()
 
     # ------------------------------------------------------------- input
@@ -84,6 +89,12 @@ class Merger:
             message.through_ms, self.progress.get((message.family, message.partition), 0)
         )
         self.changed.add(f"p|{message.family}|{message.partition}")
+        if message.steps is not None:
+            # Idempotent: a re-sent interval replaces what was known after its start.
+            key = (message.family, message.partition)
+            kept = [step for step in self.steps.get(key, []) if step[0] <= message.from_ms]
+            self.steps[key] = kept + message.steps
+            self.changed.add(f"s|{message.family}|{message.partition}")
         return self._finalise(message.family)
 
     def _finalise(self, family: str) -> list[WindowResult]:
@@ -112,10 +123,46 @@ class Merger:
         self.emitted[family] = through
         self.changed.add(f"e|{family}")
         self._prune_finals(through)
+        self._prune_steps(family, through)
         return results
+
+    def _prune_steps(self, family: str, through: int) -> None:
+        """Windows ending at or before `through` are final: keep only the step in force there."""
+        for partition in range(self.partitions):
+            steps = self.steps.get((family, partition))
+            if not steps:
+                continue
+            index = next((i for i in range(len(steps) - 1, -1, -1) if steps[i][0] <= through), None)
+            if index:
+                del steps[:index]
+                self.changed.add(f"s|{family}|{partition}")
+
+    def _state_at(self, family: str, end: int) -> tuple[int, int, int | None] | None:
+        """Open tickets, backlog and the oldest unanswered creation time at `end`, summed over partitions."""
+        partitions = [self.steps.get((family, p)) for p in range(self.partitions)]
+        if not any(partitions):
+            return None
+        open_count = backlog = 0
+        oldest = None
+        for steps in partitions:
+            step = next((s for s in reversed(steps or []) if s[0] <= end), None)
+            if step is None:
+                continue
+            open_count += step[1]
+            backlog += step[2]
+            if step[3] is not None and (oldest is None or step[3] < oldest):
+                oldest = step[3]
+        return open_count, backlog, oldest
 
     def _result(self, key: tuple[str, int, int], merged: Measures, *, final: bool) -> WindowResult:
         family, size, start = key
+        state = self._state_at(family, start + size)
+        if state is not None:
+            open_count, backlog, oldest = state
+            merged["open_tickets"] = open_count
+            merged["backlog_tickets"] = backlog
+            if oldest is not None:
+                merged["max:oldest_unanswered_age_ms"] = start + size - oldest
         insights = size == self.sizes[-1]
         values = compute_family(family, merged, self.context, insights=insights)
         return WindowResult(family, size, start, final, values, merged)
@@ -178,6 +225,9 @@ class Merger:
             elif kind == "f":
                 merged = self.finals.get((parts[0], int(parts[1]), int(parts[2])))
                 value = None if merged is None else orjson.dumps(merged.dump())
+            elif kind == "s":
+                steps = self.steps.get((parts[0], int(parts[1])))
+                value = None if steps is None else orjson.dumps(steps)
             changes[key] = value
         self.changed.clear()
         return changes
@@ -194,6 +244,8 @@ class Merger:
                 self.pending[(parts[0], int(parts[1]), int(parts[2]))] = {int(p): Measures.load(m) for p, m in data.items()}
             elif kind == "f":
                 self.finals[(parts[0], int(parts[1]), int(parts[2]))] = Measures.load(data)
+            elif kind == "s":
+                self.steps[(parts[0], int(parts[1]))] = data
 
 
 def _key(kind: str, family: str, size: int, start: int) -> str:
