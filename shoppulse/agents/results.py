@@ -13,6 +13,7 @@ from .source import Batcher
 from ..streams.exporters import ResultListener, ResultsPublisher
 from ..streams.merge import Merger
 from ..streams.settings import Settings
+from ..streams.topics import MERGE_TABLE
 
 
 class ResultsPipeline:
@@ -22,7 +23,7 @@ class ResultsPipeline:
         self.partials = partials
         self.results_topic = app.topic(settings.topics.results, key_serializer="raw", value_serializer="raw",
                                        partitions=settings.partitions)  # fmt: skip
-        self.table = app.Table("merge-state", partitions=1, key_type=bytes, value_type=bytes)
+        self.table = app.Table(MERGE_TABLE, partitions=1, key_type=bytes, value_type=bytes)
         self.publisher = ResultsPublisher()
         self.listeners = [self.publisher, *listeners]
         self.merger: Merger | None = None

@@ -16,6 +16,7 @@ from ..streams.engine import ENGINES, PartitionEngine
 from ..streams.events import DAY_MS, InvalidEvent, Parsed, dead_letter, parse
 from ..streams.exporters import Metrics
 from ..streams.settings import Settings
+from ..streams.topics import state_table
 
 
 class SourcePipeline:
@@ -31,7 +32,7 @@ class SourcePipeline:
                                       partitions=settings.partitions)  # fmt: skip
         self.partials = partials
         # One changelogged table per source: keys are "<partition>|<state key>".
-        self.table = app.Table(f"{stream}-state", partitions=settings.partitions,
+        self.table = app.Table(state_table(stream), partitions=settings.partitions,
                                key_type=bytes, value_type=bytes)  # fmt: skip
         self.engines: dict[int, PartitionEngine] = {}
         self.last_event: dict[int, faust.EventT] = {}

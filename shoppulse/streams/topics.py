@@ -11,6 +11,16 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 from .settings import KafkaSecurity, Settings
 
 SOURCE_STREAMS = ("clickstream", "orders", "tickets")
+MERGE_TABLE = "merge-state"
+
+
+def state_table(stream: str) -> str:
+    """The changelogged Faust table of one source stream's partition engines."""
+    return f"{stream}-state"
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    return f"{settings.app_id}-{table}-changelog"  # Faust's naming
 
 
 class BrokerUnreachable(RuntimeError):
@@ -50,6 +60,11 @@ def topic_specs(settings: Settings) -> dict[str, int]:
     specs[topics.results] = settings.partitions
     specs[topics.dead_letters] = settings.partitions
     specs[f"{settings.app_id}-partials"] = 1  # one merger; see streams/app.py
+    # Changelogs too: created by Faust at start-up, they can be missing from its first
+    # metadata fetch, which crashes the worker with PartitionsMismatch (seen here).
+    for stream in SOURCE_STREAMS:
+        specs[changelog_topic(settings, state_table(stream))] = settings.partitions
+    specs[changelog_topic(settings, MERGE_TABLE)] = 1
     return specs
 
 
@@ -67,8 +82,10 @@ async def ensure_topics(settings: Settings, timeout: float = 20.0) -> None:
         specs = topic_specs(settings)
         existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(list(specs)) if t["error_code"] == 0}
         missing = [
-            NewTopic(name, count, settings.replication_factor) for name, count in specs.items() if name not in existing
-        ]
+            NewTopic(name, count, settings.replication_factor,
+                     topic_configs={"cleanup.policy": "compact"} if name.endswith("-changelog") else {})
+            for name, count in specs.items() if name not in existing
+        ]  # fmt: skip
         if missing:
             try:
                 await admin.create_topics(missing)
@@ -76,9 +93,9 @@ async def ensure_topics(settings: Settings, timeout: float = 20.0) -> None:
                 pass  # another worker won the race
         wrong = {n: c for n, c in existing.items() if c != specs[n]}
         if wrong:
-            detail = ", ".join(f"{n} has {c}" for n, c in wrong.items())
+            detail = ", ".join(f"{n} has {c} (expected {specs[n]})" for n, c in wrong.items())
             raise PartitionMismatch(
-                f"Topic partition counts differ from the configured {settings.partitions}: {detail}. "
+                f"Topic partition counts differ from the configured `partitions` ({settings.partitions}): {detail}. "
                 "Set `partitions` to match, or recreate the topics."
             )
     except KafkaError as exc:
