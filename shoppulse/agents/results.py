@@ -73,5 +73,5 @@ def wire(app: faust.App, settings: Settings, partials: faust.TopicT, listeners: 
             await batcher.add(stream, event)
 
     app.agent(partials, name="merge")(merge)
-    app.timer(settings.batch_within_seconds)(batcher.flush)
+    app.task(batcher.flush_periodically(settings.batch_within_seconds))
     return pipeline
