@@ -1,0 +1,137 @@
+"""cProfile of the in-process path (partition engines + merger, no Faust, no Kafka).
+
+    .venv/bin/python bench/profile_engine.py [--events N] [--rate EV_PER_S] [--seed S] [--out FILE.prof]
+
+Generates N events (default 200k) as bench/throughput.py does, runs them once through
+`_harness.InProcessPipeline` unprofiled (events/s and per-stage seconds), then again under
+cProfile, and prints the top 25 functions by cumulative and by own (total) time, the own time
+per module, and what the engines write back as state (`take_changes`) per event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import time
+import tracemalloc
+from collections import Counter
+
+import _harness as h
+
+from shoppulse.streams.engine import PartitionEngine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000, metavar="N")
+    parser.add_argument("--rate", type=float, default=1000.0, help="event-time rate of the generated timeline")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--out", metavar="FILE.prof", help="also save the profile")
+    parser.add_argument("--memory", action="store_true", help="also a tracemalloc run: state held after N events")
+    parser.add_argument("--scaling", metavar="N1,N2,...", help="only: in-process events/s over the first N1, N2, ... events (3 runs each)")
+    args = parser.parse_args()
+    if args.scaling:
+        sizes = [int(x) for x in args.scaling.split(",")]
+        print(f"load average {h.load_average()}; code {h.code_version()}")
+        records, _events, _start = h.generate(max(sizes), rate=args.rate, seed=args.seed)
+        for size in sizes:
+            rates = []
+            for _ in range(3):
+                pipeline = h.InProcessPipeline()
+                started = time.perf_counter()
+                pipeline.run(records[:size])
+                rates.append(size / (time.perf_counter() - started))
+            open_sessions = sum(len(getattr(e, "sessions", ())) for e in pipeline.engines.values())
+            print(f"{size:>9,} events: {h.median_range(rates)} events/s; open sessions at the end {open_sessions:,}; "
+                  f"load {h.load_average()}")  # fmt: skip
+        return
+
+    print(f"load average {h.load_average()}; code {h.code_version()}")
+    started = time.perf_counter()
+    records, _events, _start = h.generate(args.events, rate=args.rate, seed=args.seed)
+    print(f"generated {len(records):,} events in {time.perf_counter() - started:.1f} s")
+
+    # Unprofiled, with the state written back counted by kind and size.
+    writes: Counter = Counter()
+    written: Counter = Counter()
+    original = PartitionEngine.take_changes
+
+    def counting(self):
+        changes = original(self)
+        for key, value in changes.items():
+            kind = key.split("|", 1)[0]
+            writes[kind] += 1
+            written[kind] += len(value or b"")
+        return changes
+
+    PartitionEngine.take_changes = counting
+    try:
+        pipeline = h.InProcessPipeline()
+        started = time.perf_counter()
+        pipeline.run(records)
+        seconds = time.perf_counter() - started
+    finally:
+        PartitionEngine.take_changes = original
+    n = len(records)
+    print(f"unprofiled: {n / seconds:,.0f} events/s ({seconds:.2f} s); stages (s): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in pipeline.seconds.items()))  # fmt: skip
+    print(f"counts: {dict(pipeline.counts)}")
+    print("engine state written back per event (a changelogged table write each, in the worker):")
+    for kind, count in writes.most_common():
+        print(f"  {kind:5} {count / n:6.3f} writes/event, {written[kind] / count:9.0f} B mean, "
+              f"{written[kind] / n:7.1f} B/event")  # fmt: skip
+    print(f"  total {sum(writes.values()) / n:6.3f} writes/event, {sum(written.values()) / n:7.1f} B/event "
+          f"(input: {sum(len(r[3]) for r in records) / n:.0f} B/event)")  # fmt: skip
+
+    profiler = cProfile.Profile()
+    pipeline = h.InProcessPipeline()
+    started = time.perf_counter()
+    profiler.enable()
+    pipeline.run(records)
+    profiler.disable()
+    print(f"\nprofiled run: {time.perf_counter() - started:.2f} s (cProfile overhead included)")
+    if args.out:
+        profiler.dump_stats(args.out)
+    for order in ("cumulative", "tottime"):
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out).strip_dirs()
+        stats.sort_stats(order).print_stats(args.top)
+        text = out.getvalue()
+        print(f"\n=== top {args.top} by {order} ===")
+        print(text[text.index("   ncalls"):].rstrip())
+    if args.memory:
+        memory(records)
+    print("\n=== own time by module ===")
+    rows = h.tottime_by_package(pstats.Stats(profiler))
+    total = sum(r[1] for r in rows)
+    for name, own, calls in rows[:20]:
+        print(f"{name:60} {own:7.2f} s {100 * own / total:5.1f} % {calls:>10,} calls")
+
+
+def memory(records) -> None:
+    """Python heap held by the engines and the merger after all events, by allocation site."""
+    tracemalloc.start(1)
+    before = tracemalloc.take_snapshot()
+    pipeline = h.InProcessPipeline()
+    pipeline.run(records)
+    current, peak = tracemalloc.get_traced_memory()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    n = len(records)
+    sessions = sum(len(getattr(e, "sessions", ())) for e in pipeline.engines.values())
+    visitors = sum(len(getattr(e, "seen_visitors", ())) for e in pipeline.engines.values())
+    ids = sum(len(e.seen_ids) for e in pipeline.engines.values())
+    windows = sum(len(e.windows) for e in pipeline.engines.values())
+    print(f"\n=== memory (tracemalloc) after {n:,} events ===")
+    print(f"held {current / 2**20:.0f} MB ({current / n:.0f} B/event), peak {peak / 2**20:.0f} MB; "
+          f"open sessions {sessions:,}, visitors seen {visitors:,}, dedup ids {ids:,}, open windows {windows:,}")  # fmt: skip
+    for stat in after.compare_to(before, "lineno")[:12]:
+        frame = stat.traceback[0]
+        print(f"  {stat.size_diff / 2**20:7.1f} MB {stat.count_diff:>10,} blocks  {frame.filename.split('/work/main/')[-1]}:{frame.lineno}")
+
+
+if __name__ == "__main__":
+    main()
