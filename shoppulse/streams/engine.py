@@ -292,6 +292,9 @@ class ClickstreamEngine(PartitionEngine):
         self.expiry: list[tuple[int, str]] = []  # heap of (last ts + timeout, session key), lazily invalidated
         self.seen_visitors: set[str] = set()
         self.largest = self.sizes[-1]
+        # Open sessions per 1-minute window of their start: the oldest start bounds progress,
+        # and there are far fewer windows than sessions to scan.
+        self.open_by_window: dict[int, int] = {}
 
     def on_event(self, parsed: Parsed, result: BatchResult) -> None:
         event: ClickEvent = parsed.event  # type: ignore[assignment]
@@ -346,12 +349,22 @@ class ClickstreamEngine(PartitionEngine):
             if new:
                 m.inc("new_visitor_sessions")
         session = {"start": ts, "last": ts, "views": 0, "cart": False, "checkout": False, "purchase": False, "product": None}
-        self.sessions[session_key] = session
-        heapq.heappush(self.expiry, (ts + self.session_timeout_ms, session_key))
+        self._track(session_key, session)
         return session
+
+    def _track(self, session_key: str, session: dict) -> None:
+        self.sessions[session_key] = session
+        start_window = window_start(session["start"], self.smallest)
+        self.open_by_window[start_window] = self.open_by_window.get(start_window, 0) + 1
+        heapq.heappush(self.expiry, (session["last"] + self.session_timeout_ms, session_key))
 
     def _end_session(self, session_key: str) -> None:
         session = self.sessions.pop(session_key)
+        start_window = window_start(session["start"], self.smallest)
+        if self.open_by_window[start_window] == 1:
+            del self.open_by_window[start_window]
+        else:
+            self.open_by_window[start_window] -= 1
         self.changed.add(f"s|{session_key}")
         duration = session["last"] - session["start"]
         engaged = duration > ENGAGED_MS or session["views"] >= 2 or session["purchase"]
@@ -384,10 +397,9 @@ class ClickstreamEngine(PartitionEngine):
         through = self.watermark.value - self.grace_ms
         if family == "sessions":
             self._end_expired_sessions()
-            if self.sessions:
+            if self.open_by_window:
                 # A window is final only once every session that started in it has ended.
-                oldest = min(s["start"] for s in self.sessions.values())
-                through = min(through, window_start(oldest, self.smallest))
+                through = min(through, min(self.open_by_window))
         return through
 
     def dump_entity(self, kind: str, rest: str) -> bytes | None:
@@ -400,8 +412,7 @@ class ClickstreamEngine(PartitionEngine):
 
     def restore_entity(self, kind: str, rest: str, data) -> None:
         if kind == "s":
-            self.sessions[rest] = data
-            heapq.heappush(self.expiry, (data["last"] + self.session_timeout_ms, rest))
+            self._track(rest, data)
         elif kind == "v":
             self.seen_visitors.add(rest)
 
