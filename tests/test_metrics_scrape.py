@@ -1,0 +1,135 @@
+"""`/metrics` of a real worker: every metric family the KPI engine promises, named by the
+Prometheus conventions (checked by `promtool check metrics`), with counters that agree
+with the batch recomputation."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+
+import msgspec
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+import oracle
+from shoppulse.streams.kpis import CATALOGUE
+from shoppulse.tools.generate import GeneratorConfig, generate_events
+
+pytestmark = pytest.mark.integration
+
+ID_LABEL = re.compile(r"(^|_)(id|user|visitor|session|order|ticket|customer|email)(_|$)")
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def _families(text: str) -> dict:
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def test_metrics_families_names_and_counters(namespace, tmp_path):
+    config = GeneratorConfig(rate=10, seed=31, late_fraction=0.01, duplicate_fraction=0.02)
+    events = [(s, msgspec.to_builtins(e)) for s, e in generate_events(config, start_ms=1_700_000_000_000, duration_s=2400)]
+    path = tmp_path / "traffic.jsonl"
+    path.write_bytes(b"".join(orjson.dumps({**e, "topic": s}) + b"\n" for s, e in events))
+    ns = namespace(idle_timeout_seconds=3, session_timeout_seconds=300)
+    assert ns.shoppulse("replay", "jsonl", str(path), "--quiet").returncode == 0
+
+    async def send_invalid() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=ns.broker)
+        await producer.start()
+        try:
+            for n in range(5):
+                await producer.send_and_wait(ns.topics["orders"], b"{not json" + bytes([48 + n]))
+        finally:
+            await producer.stop()
+
+    asyncio.run(send_invalid())
+    worker = ns.start_worker()
+    kept, _ = oracle.drop_late(events)
+    expected = oracle.compute(kept, session_timeout_s=300)
+    # Counters are fed when 1 m windows close: wait until the last one with data of each family is final.
+    last = {kpi: max(k[2] for k in expected if k[0] == kpi and k[1] == "1m")
+            for kpi in ("sessions", "conversion_rate", "orders", "tickets_created")}  # fmt: skip
+
+    def all_closed(records) -> bool:
+        done = {r["kpi"] for r in records if r["final"] and r["window"] == "1m" and r["window_start"] >= last.get(r["kpi"], "~")}
+        return done >= set(last)
+
+    ns.read_topic(ns.topics["results"], quiet_seconds=3, timeout=240, until=all_closed)
+    time.sleep(2)
+    text = _scrape(worker.metrics_port)
+    families = _families(text)
+
+    def family(name: str, kind: str):
+        assert name in families, f"{name} missing from /metrics; have {sorted(families)}"
+        assert families[name].type == kind, f"{name} is a {families[name].type}, expected {kind}"
+        return families[name]
+
+    # Windowed KPI gauges: one per catalogue KPI except the insight lists (kpi-results only).
+    for kpi in CATALOGUE:
+        if kpi.insight:
+            assert not any(kpi.key in name for name in families), f"insight list {kpi.key} exported"
+            continue
+        gauge = family(kpi.metric, "gauge")
+        assert not kpi.metric.endswith("_total")
+        if kpi.unit == "ratio":
+            assert kpi.metric.endswith("_ratio"), kpi.metric
+        if kpi.unit == "seconds":
+            assert kpi.metric.endswith("_seconds"), kpi.metric
+        assert all(s.labels["window"] in ("1m", "5m", "1h") for s in gauge.samples), kpi.metric
+
+    freshness = family("shoppulse_last_closed_window_end_timestamp_seconds", "gauge")
+    assert {s.labels["family"] for s in freshness.samples} >= {"traffic", "sessions", "sales", "support"}
+
+    # Counters for numerators and denominators; the totals agree with the oracle's 1 m windows.
+    for name in {c for kpi in CATALOGUE for c in kpi.counters}:
+        family(f"shoppulse_{name}", "counter")
+
+    def total(name: str) -> float:
+        return sum(s.value for s in families[f"shoppulse_{name}"].samples if s.name.endswith("_total"))
+
+    def oracle_sum(kpi: str) -> int:
+        return sum(v for k, v in expected.items() if k[0] == kpi and k[1] == "1m" and not k[3])
+
+    assert total("orders") == oracle_sum("orders") > 0
+    assert total("tickets_created") == oracle_sum("tickets_created") > 0
+    assert total("sessions") == oracle_sum("sessions") > 0
+    assert total("converted_sessions") > 0
+
+    for name in ("shoppulse_first_response_duration_seconds", "shoppulse_resolution_duration_seconds",
+                 "shoppulse_processing_latency_seconds"):  # fmt: skip
+        histogram = family(name, "histogram")
+        assert any(s.name == f"{name}_bucket" for s in histogram.samples)
+        assert sum(s.value for s in histogram.samples if s.name == f"{name}_count") > 0, name
+
+    events_in = family("shoppulse_events", "counter")
+    outcomes = {s.labels["outcome"] for s in events_in.samples if s.value > 0}
+    assert outcomes == {"ok", "invalid", "late", "duplicate"}, outcomes
+    assert {s.labels["topic"] for s in events_in.samples} == {ns.topics[t] for t in ("clickstream", "orders", "tickets")}
+    invalid = sum(s.value for s in events_in.samples if s.labels["outcome"] == "invalid" and s.name.endswith("_total"))
+    assert invalid == 5
+    family("shoppulse_dead_letters", "counter")
+    lag = family("shoppulse_watermark_lag_seconds", "gauge")
+    assert {s.labels["topic"] for s in lag.samples} == {ns.topics[t] for t in ("clickstream", "orders", "tickets")}
+    family("shoppulse_consumer_lag_messages", "gauge")
+
+    # No identifiers in labels, and label values stay bounded.
+    for fam in families.values():
+        for sample in fam.samples:
+            for label in sample.labels:
+                assert not ID_LABEL.search(label), f"{fam.name} has an id-like label {label!r}"
+    assert len(text.splitlines()) < 5000
+
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found: scripts/setup.sh installs prometheus (apt-get install prometheus)"
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), check.stdout + check.stderr
