@@ -7,6 +7,8 @@ the same events: counts and ratios exactly, sketched quantiles within 1 %.
 
 from __future__ import annotations
 
+import urllib.request
+
 import msgspec
 import orjson
 import pytest
@@ -108,3 +110,21 @@ def _sessions_crossing_windows(events) -> int:
         if ts // 60_000 != start // 60_000:
             crossing.add(key)
     return len(crossing)
+
+
+def test_two_workers_share_the_partitions_and_stay_exact(namespace, tmp_path):
+    config = GeneratorConfig(rate=6, seed=41, duplicate_fraction=0.02)
+    events = [(s, msgspec.to_builtins(e)) for s, e in generate_events(config, start_ms=1_700_000_000_000, duration_s=3600)]
+    path = tmp_path / "generated.jsonl"
+    path.write_bytes(b"".join(orjson.dumps({**e, "topic": s}) + b"\n" for s, e in events))
+    ns = namespace(idle_timeout_seconds=10)
+    assert ns.shoppulse("replay", "jsonl", str(path), "--quiet").returncode == 0
+    workers = [ns.start_worker("w0"), ns.start_worker("w1")]
+    _assert_matches(ns, events)
+    for name, worker in zip(("w0", "w1"), workers):
+        assert "Traceback" not in ns.worker_log(name), ns.worker_log(name)
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=10) as response:
+            scrape = response.read().decode()
+        processed = sum(float(line.rsplit(" ", 1)[1]) for line in scrape.splitlines()
+                        if line.startswith("shoppulse_events_total{") and 'outcome="ok"' in line)  # fmt: skip
+        assert processed > 0, f"{name} processed no events: the partitions were not shared"
