@@ -1,0 +1,14 @@
+# The shoppulse image: the worker (default command) and the traffic generator of docker-compose.yml.
+FROM python:3.11.14-slim-bookworm
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY shoppulse ./shoppulse
+RUN pip install --no-cache-dir .
+
+# Worker state (RocksDB, restored from Kafka changelogs) lives in /app/var/worker, the default data_dir.
+RUN useradd --create-home --uid 10001 shoppulse && mkdir -p var/worker && chown -R shoppulse var
+USER shoppulse
+EXPOSE 9464
+ENTRYPOINT ["shoppulse"]
+CMD ["worker"]
