@@ -1,0 +1,330 @@
+"""`shoppulse demo`: broker, worker, traffic, /metrics, Prometheus and a live view, on loopback.
+
+    local Kafka (LocalKafka, or --broker) ◀── traffic generator (in-process, real time)
+          │
+          └──▶ shoppulse worker (child process) ──▶ kpi-results ──▶ live view (this process)
+                          │ /metrics ──▶ Prometheus (child, if on PATH) ──▶ alerts ──┘
+
+Everything it starts is stopped on exit (Ctrl-C, `q`, --duration, or a failure half-way):
+children get SIGTERM, then SIGKILL after a timeout; its temporary directory is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from contextlib import suppress
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.live import Live
+
+from ..kafka import LocalKafka, free_port, port_in_use
+from ..streams.goals import goals
+from ..streams.settings import Settings, apply_overrides, env_overrides
+from ..streams.topics import client_options, ensure_topics
+from .generate import SCENARIOS, GeneratorConfig, run as generate
+from .prometheus import render_prometheus_config, render_rules
+from .sink import KafkaSink
+from .view import Board
+
+# Short timings so that closed 1 m windows, including the session KPIs, appear within
+# about two minutes: a session's KPIs are final once it has been idle for the session
+# timeout, so the generated shoppers think for ~2 s between steps (median) instead of
+# ~15 s, and a session ends after 15 s of silence instead of GA4's 30 min.
+DEMO_SETTINGS = {"grace_seconds": 5.0, "idle_timeout_seconds": 10.0, "session_timeout_seconds": 15.0}
+THINK_TIME_S = 2.0
+STOP_TIMEOUT_S = 20.0
+
+
+class DemoError(RuntimeError):
+    """An expected failure of the demo (port taken, worker died); the message says what to do."""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="run broker, worker, traffic and a live KPI view on this machine")
+    p.add_argument("--broker", help="use this Kafka (HOST:PORT) instead of starting a local one")
+    p.add_argument("--scenario", choices=SCENARIOS, default="normal", help="scenario to start with (key `s` switches)")
+    p.add_argument("--rate", type=float, default=40.0, help="generated events per second (default 40)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C or `q`)")
+    p.add_argument("--no-tty", action="store_true", help="print one line per closed 1 m window instead of the live view")
+    p.add_argument("--metrics-port", type=int, default=9464, help="the worker's /metrics port (default 9464; 0 = a free one)")
+    p.add_argument("--prometheus-port", type=int, default=9090,
+                   help="Prometheus port, when it is on PATH (default 9090; 0 = a free one)")  # fmt: skip
+    p.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus even if it is on PATH")
+    p.set_defaults(func=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    # aiokafka logs retried metadata races on freshly created topics as errors: noise here.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        asyncio.run(Demo(args, console).run())
+    except DemoError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    return 0
+
+
+class Demo:
+    def __init__(self, args: argparse.Namespace, console: Console):
+        self.args = args
+        self.console = console
+        self.tty = sys.stdout.isatty() and not args.no_tty
+        self.workdir = Path(tempfile.mkdtemp(prefix="shoppulse-demo-"))
+        tag = uuid.uuid4().hex[:6]
+        self.settings = apply_overrides(Settings(), env_overrides(dict(os.environ)), "environment")
+        apply_overrides(self.settings, {**DEMO_SETTINGS, "app_id": f"shoppulse-demo-{tag}",
+                                        "metrics_port": args.metrics_port or free_port()}, "demo")  # fmt: skip
+        self.prometheus_port = args.prometheus_port or free_port()
+        if args.broker:
+            self.settings.broker = args.broker
+            # A shared broker may hold earlier demos' topics: use fresh ones.
+            for name in ("clickstream", "orders", "tickets", "results", "dead_letters"):
+                setattr(self.settings.topics, name, f"{getattr(self.settings.topics, name)}-demo-{tag}")
+        self.config = GeneratorConfig(rate=args.rate, seed=args.seed, scenario=args.scenario, think_time_s=THINK_TIME_S)
+        self.scenarios: list[tuple[int, str]] = [(0, args.scenario)]  # (from epoch ms, scenario)
+        self.board = Board(goals(self.settings))
+        self.stop = asyncio.Event()
+        self.children: list[subprocess.Popen] = []
+        self.broker: LocalKafka | None = None
+        self.traffic_started_ms = 0
+        self.prometheus_url: str | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+        tasks: list[asyncio.Task] = []
+        try:
+            await self._start_services()
+            tasks = [asyncio.create_task(coro) for coro in (self._generate(), self._consume(), self._scrape())]
+            await self._show()
+        finally:
+            self.stop.set()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with suppress(asyncio.CancelledError, Exception):
+                    await task
+            await asyncio.to_thread(self._stop_services)
+
+    async def _start_services(self) -> None:
+        s = self.settings
+        if port_in_use(s.metrics_port):
+            raise DemoError(f"Port {s.metrics_port} (the worker's /metrics) is taken; choose another with --metrics-port N.")
+        if not self.args.broker:
+            from ..cli import fetch_jars_with_progress
+
+            await asyncio.to_thread(fetch_jars_with_progress)
+            self.broker = LocalKafka(port=free_port(), data_dir=self.workdir / "kafka")
+            started = time.monotonic()
+            await asyncio.to_thread(self.broker.start)
+            s.broker = self.broker.bootstrap
+            self.console.print(f"Kafka {s.broker} ready in {time.monotonic() - started:.1f} s")
+        await ensure_topics(s)
+        self._start_worker()
+        self._start_prometheus()
+        self.console.print(
+            f"worker /metrics: http://127.0.0.1:{s.metrics_port}/metrics · results topic: {s.topics.results}"
+            + (f" · Prometheus: {self.prometheus_url}" if self.prometheus_url else "")
+        )
+        self.console.print(
+            f"demo timings: grace {s.grace_seconds:g} s, idle timeout {s.idle_timeout_seconds:g} s, session timeout "
+            f"{s.session_timeout_seconds:g} s (shoppers think ~{THINK_TIME_S:g} s per step): 1 m windows close about "
+            "a minute after they end.",
+            style="dim",
+        )
+
+    def _worker_env(self) -> dict[str, str]:
+        s = self.settings
+        env = dict(os.environ)
+        env.update({"SHOPPULSE_BROKER": s.broker, "SHOPPULSE_APP_ID": s.app_id})
+        env.update({f"SHOPPULSE_{key.upper()}": str(value) for key, value in DEMO_SETTINGS.items()})
+        for name in ("clickstream", "orders", "tickets", "results", "dead_letters"):
+            env[f"SHOPPULSE_TOPICS__{name.upper()}"] = getattr(s.topics, name)
+        return env
+
+    def _start_worker(self) -> None:
+        s = self.settings
+        log = open(self.workdir / "worker.log", "wb")
+        self.children.append(subprocess.Popen(
+            [sys.executable, "-m", "shoppulse.cli", "worker", "--data-dir", str(self.workdir / "worker"),
+             "--metrics-port", str(s.metrics_port), "--metrics-host", "127.0.0.1"],
+            env=self._worker_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        ))  # fmt: skip
+        self.worker = self.children[-1]
+
+    def _start_prometheus(self) -> None:
+        binary = shutil.which("prometheus")
+        if self.args.no_prometheus or binary is None:
+            if binary is None:
+                self.console.print("Prometheus not on PATH: no alerts (apt-get install prometheus).", style="dim")
+            return
+        port = self.prometheus_port
+        if port_in_use(port):
+            raise DemoError(f"Port {port} (Prometheus) is taken; choose another with --prometheus-port N, or --no-prometheus.")
+        folder = self.workdir / "prometheus"
+        folder.mkdir()
+        (folder / "rules.yml").write_text(render_rules(self.settings, window="1m", for_="0s"))
+        (folder / "prometheus.yml").write_text(render_prometheus_config(
+            [f"127.0.0.1:{self.settings.metrics_port}"], [str(folder / "rules.yml")], scrape_interval="2s"))  # fmt: skip
+        log = open(folder / "prometheus.log", "wb")
+        self.children.append(subprocess.Popen(
+            [binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        ))  # fmt: skip
+        self.prometheus_url = f"http://127.0.0.1:{port}"
+        self.board.alerts = []
+
+    def _stop_services(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for child in self.children:
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if self.broker is not None:
+            self.broker.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # ------------------------------------------------------------ work
+
+    async def _generate(self) -> None:
+        async with KafkaSink(self.settings) as sink:
+            self.traffic_started_ms = int(time.time() * 1000)
+            await generate(self.config, sink, duration_s=None, realtime=True, show_progress=False, stop=self.stop)
+
+    async def _consume(self) -> None:
+        s = self.settings
+        consumer = AIOKafkaConsumer(s.topics.results, bootstrap_servers=s.broker, auto_offset_reset="earliest",
+                                    enable_auto_commit=False, **client_options(s.security))  # fmt: skip
+        await consumer.start()
+        try:
+            while not self.stop.is_set():
+                batch = await consumer.getmany(timeout_ms=500)
+                now = time.monotonic()
+                for messages in batch.values():
+                    for message in messages:
+                        self.board.on_record(orjson.loads(message.value), now)
+        finally:
+            await consumer.stop()
+
+    async def _scrape(self) -> None:
+        metrics = f"http://127.0.0.1:{self.settings.metrics_port}/metrics"
+        while not self.stop.is_set():
+            with suppress(OSError):
+                text = await asyncio.to_thread(_get, metrics)
+                self.board.health.on_scrape(text, time.monotonic())
+            if self.prometheus_url:
+                with suppress(OSError, ValueError, KeyError):
+                    alerts = orjson.loads(await asyncio.to_thread(_get, f"{self.prometheus_url}/api/v1/alerts"))
+                    self.board.alerts = sorted(
+                        f"{a['labels']['alertname']} {a['annotations'].get('summary', '')}"
+                        for a in alerts["data"]["alerts"] if a["state"] == "firing"
+                    )  # fmt: skip
+            await _sleep_or_stop(1.0, self.stop)
+
+    def switch_scenario(self) -> None:
+        name = SCENARIOS[(SCENARIOS.index(self.config.scenario) + 1) % len(SCENARIOS)]
+        self.config.scenario = name
+        self.scenarios.append((int(time.time() * 1000), name))
+
+    def scenario_at(self, window_start_iso: str) -> str:
+        ms = _end_ms(window_start_iso) - 60_000
+        return [name for since, name in self.scenarios if since <= ms][-1]
+
+    async def _show(self) -> None:
+        started = time.monotonic()
+        keys = "keys: s = next scenario, q = quit" if self.tty else ""
+        restore_terminal = self._read_keys() if self.tty else None
+        header = f"Kafka {self.settings.broker} · /metrics :{self.settings.metrics_port}" + (
+            f" · Prometheus {self.prometheus_url}" if self.prometheus_url else "")  # fmt: skip
+        try:
+            live = Live(self.board.render(header, self.config.scenario, keys), console=Console(), auto_refresh=False,
+                        screen=False) if self.tty else None  # fmt: skip
+            if live:
+                live.start()
+            try:
+                while not self.stop.is_set():
+                    if self.args.duration and time.monotonic() - started >= self.args.duration:
+                        break
+                    if self.worker.poll() is not None:
+                        log = (self.workdir / "worker.log").read_text(errors="replace")[-3000:]
+                        raise DemoError(f"The worker exited with code {self.worker.returncode}. Its log ends with:\n{log}")
+                    for window in self.board.complete(time.monotonic()):
+                        if not self.tty and self.traffic_started_ms and _end_ms(window.start) > self.traffic_started_ms:
+                            print(self.board.line(window, self.scenario_at(window.start)), flush=True)
+                    if live:
+                        live.update(self.board.render(header, self.config.scenario, keys), refresh=True)
+                    await _sleep_or_stop(1.0, self.stop)
+            finally:
+                if live:
+                    live.stop()
+        finally:
+            if restore_terminal:
+                restore_terminal()
+
+    def _read_keys(self):
+        """Single key presses without Enter (cbreak mode); returns the terminal restorer."""
+        import termios
+        import tty
+
+        fd = sys.stdin.fileno()
+        if not os.isatty(fd):
+            return None
+        saved = termios.tcgetattr(fd)
+        tty.setcbreak(fd)
+        loop = asyncio.get_running_loop()
+
+        def on_key() -> None:
+            key = os.read(fd, 1).decode(errors="ignore").lower()
+            if key == "s":
+                self.switch_scenario()
+            elif key == "q":
+                self.stop.set()
+
+        loop.add_reader(fd, on_key)
+
+        def restore() -> None:
+            loop.remove_reader(fd)
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+        return restore
+
+
+def _end_ms(window_start_iso: str) -> int:
+    """End of the 1 m window starting at `window_start_iso`, in epoch ms."""
+    return int(datetime.fromisoformat(window_start_iso.replace("Z", "+00:00")).timestamp() * 1000) + 60_000
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=3) as response:
+        return response.read().decode()
+
+
+async def _sleep_or_stop(seconds: float, stop: asyncio.Event) -> None:
+    with suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
