@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/setup-prometheus.sh
 exec .venv/bin/pytest -q -p no:cacheprovider "$@"
