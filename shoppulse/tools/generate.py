@@ -69,6 +69,7 @@ class GeneratorConfig:
     seed: int = 1
     scenario: str = "normal"
     funnel: Funnel = field(default_factory=Funnel)
+    think_time_s: float = 15.0  # median pause between two steps of a session
     late_fraction: float = 0.0  # clickstream events emitted with a ts 2 h in the past
     duplicate_fraction: float = 0.0  # events emitted twice, the copy right after
     ticket_rate_share: float = 0.03  # share of `rate` that is ticket events (normal scenario)
@@ -470,7 +471,8 @@ class TrafficGenerator:
             if s.next_step == s.long_gap_at:
                 gap = rng.randint(31 * 60_000, 45 * 60_000)
             else:
-                gap = min(1000 + _lognormal_ms(rng, 15.0, 1.1), 600_000)
+                think = self.config.think_time_s
+                gap = min(1000 + _lognormal_ms(rng, think, 1.1), int(40_000 * think))
             self._schedule(ts + gap, self._session_step, s)
 
     # -------------------------------------------------------------- orders
@@ -744,16 +746,16 @@ def command(args: argparse.Namespace, settings: Settings | None = None) -> int:
     config = GeneratorConfig(rate=args.rate, seed=args.seed, scenario=args.scenario)
     console = Console(stderr=True)
     if args.out:
-        sink: EventSink = JsonlSink(args.out)
         duration, realtime = (600.0 if args.duration is None else args.duration), False
     else:
         settings = settings or Settings()
         if args.broker:
             settings.broker = args.broker
-        sink = KafkaSink(settings)
         duration, realtime = args.duration, True
 
     async def main() -> Counter:
+        # Inside the loop: aiokafka's producer must be created within a running event loop.
+        sink: EventSink = JsonlSink(args.out) if args.out else KafkaSink(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
