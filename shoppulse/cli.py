@@ -11,31 +11,39 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from .kafka import KafkaSetupError, LocalKafka, cache_dir, ensure_jars, jars_dir
 from .streams.exporters import PortInUse
-from .streams.settings import Settings, SettingsError, apply_overrides, env_overrides
+from .streams.settings import ENV_PREFIX, NOT_SETTINGS, Settings, SettingsError, check_config, load_settings
 from .streams.topics import BrokerUnreachable, PartitionMismatch
+from .tools.tail import TailError
 
-console = Console(stderr=True)
-EXPECTED_ERRORS = (SettingsError, KafkaSetupError, BrokerUnreachable, PartitionMismatch, PortInUse, FileNotFoundError)
+console = Console(stderr=True, soft_wrap=True)  # long messages: let the terminal wrap, keep pipes greppable
+EXPECTED_ERRORS = (SettingsError, KafkaSetupError, BrokerUnreachable, PartitionMismatch, PortInUse, FileNotFoundError,
+                   TailError)  # fmt: skip
 
 
 class UserError(RuntimeError):
     """A mistake in how shoppulse was called (bad file, bad option)."""
 
 
+# Flags that set a setting: argparse dest -> dotted settings key.
+FLAG_SETTINGS = {
+    "broker": "broker", "partitions": "partitions", "metrics_port": "metrics_port", "metrics_host": "metrics_host",
+    "data_dir": "data_dir", "idle_timeout": "idle_timeout_seconds", "grace": "grace_seconds", "app_id": "app_id",
+}  # fmt: skip
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    """Defaults, then SHOPPULSE_* environment variables, then flags."""
-    settings = apply_overrides(Settings(), env_overrides(dict(os.environ)), "environment")
-    if getattr(args, "broker", None):
-        settings.broker = args.broker
-    for name in ("partitions", "metrics_port", "data_dir", "idle_timeout", "grace", "app_id", "metrics_host"):
-        value = getattr(args, name, None)
-        if value is not None:
-            attr = {"idle_timeout": "idle_timeout_seconds", "grace": "grace_seconds"}.get(name, name)
-            setattr(settings, attr, value)
-    return settings
+    """Defaults, then the --config file, then SHOPPULSE_* environment variables, then flags."""
+    flags = {key: getattr(args, dest) for dest, key in FLAG_SETTINGS.items() if getattr(args, dest, None) is not None}
+    return load_settings(getattr(args, "config", None), flags)
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML config file (see shoppulse.example.toml); "
+                        "SHOPPULSE_* variables and flags override it")  # fmt: skip
 
 
 # ---------------------------------------------------------------- kafka
@@ -112,6 +120,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return generate.command(args, _settings(args))
 
 
+def cmd_tail(args: argparse.Namespace) -> int:
+    from .tools import tail
+
+    return tail.command(args, _settings(args))
+
+
 def _print_counts(counts) -> None:
     for (stream, event_type), n in sorted(counts.items()):
         print(f"{stream:12} {event_type:20} {n}")
@@ -144,6 +158,48 @@ def run_worker(settings: Settings, listeners=None, loglevel: str = "warn") -> No
     faust_worker.execute_from_commandline()
 
 
+# ---------------------------------------------------------------- config check
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    settings, problems = check_config(args.file)
+    if problems:
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        console.print(f"[bold red]{escape(args.file)}: {count}[/]", highlight=False)
+        for problem in problems:
+            console.print(f"  - {escape(problem.removeprefix(f'{args.file}: '))}", highlight=False)
+        return 2
+    print(f"{args.file}: OK")
+    for name, value in _summary(settings):
+        print(f"  {name:<13} {value}")
+    overriding = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in NOT_SETTINGS)
+    if overriding:
+        print(f"  (at run time these environment variables override the file: {', '.join(overriding)})")
+    return 0
+
+
+def _summary(settings: Settings) -> list[tuple[str, str]]:
+    from .streams.goals import goals
+    from .streams.settings import window_label
+
+    sec, topics = settings.security, settings.topics
+    security = sec.security_protocol + (f", {sec.sasl_mechanism or 'PLAIN'} as {sec.sasl_username}"
+                                        if sec.security_protocol.startswith("SASL_") else "")  # fmt: skip
+    sla = ", ".join(f"{p} {s:g} s" for p, s in settings.sla_first_reply_seconds.items())
+    return [
+        ("broker", f"{settings.broker} ({security})"),
+        ("app id", settings.app_id),
+        ("topics", f"{topics.clickstream}, {topics.orders}, {topics.tickets} -> {topics.results} "
+                   f"(dead letters: {topics.dead_letters}); {settings.partitions} partitions"),
+        ("windows", f"{', '.join(window_label(s) for s in sorted(settings.windows_seconds))}; "
+                    f"grace {settings.grace_seconds:g} s, idle timeout {settings.idle_timeout_seconds:g} s, "
+                    f"session timeout {settings.session_timeout_seconds:g} s"),
+        ("first reply", f"SLA {sla}"),
+        ("goals", f"{len(goals(settings))} KPIs with a goal ({len(settings.goals)} set in the file)"),
+        ("metrics", f"http://{settings.metrics_host}:{settings.metrics_port}/metrics; label cap {settings.label_cap}"),
+    ]  # fmt: skip
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -167,12 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", choices=("clickstream", "orders", "tickets"), help="jsonl: stream of lines without a `topic` field")
     p.add_argument("--partitions", type=int, help="partitions for topics it creates (default 4)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("generate", help="generate realistic synthetic traffic")
     from .tools.generate import add_arguments
 
     add_arguments(p)
+    _add_config(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("worker", help="run the KPI worker (several workers share the partitions)")
@@ -184,7 +242,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", type=float, help="seconds a window stays open after its end (default 30)")
     p.add_argument("--partitions", type=int, help="partitions per topic (default 4)")
     p.add_argument("--app-id", help="consumer group and changelog prefix (default shoppulse)")
+    _add_config(p)
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("tail", help="follow the kpi-results topic (pretty, or JSON lines with --json)")
+    from .tools.tail import add_arguments as add_tail_arguments
+
+    add_tail_arguments(p)
+    p.add_argument("--broker", help="Kafka bootstrap HOST:PORT (default 127.0.0.1:9092)")
+    _add_config(p)
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("config", help="configuration files")
+    config_sub = p.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a TOML config file and print the effective settings")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(func=cmd_config_check)
     return parser
 
 
@@ -192,8 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
+    except SettingsError as exc:
+        lines = exc.problems if len(exc.problems) > 1 else []
+        console.print("[bold red]error:[/] " + (f"{len(lines)} problems in the settings:" if lines else escape(str(exc))),
+                      highlight=False)  # fmt: skip
+        for line in lines:
+            console.print(f"  - {escape(line)}", highlight=False)
+        return 2
     except (UserError, *EXPECTED_ERRORS) as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -33,6 +33,17 @@ def jars_dir() -> Path:
     return cache_dir() / f"kafka-{KAFKA_VERSION}" / "libs"
 
 
+INSTALL_JAVA = (
+    "The local Kafka broker runs on Java 17 or newer. Install it (Debian/Ubuntu: `sudo apt-get install "
+    "openjdk-17-jre-headless`; Fedora: `sudo dnf install java-17-openjdk-headless`; macOS: `brew install openjdk@17`), "
+    "or put an existing JDK's bin directory on PATH. Or skip the local broker: use your own with --broker HOST:PORT."
+)
+INSTALL_MAVEN = (
+    "Maven fetches the Kafka broker jars once, into the shoppulse cache. Install it (Debian/Ubuntu: `sudo apt-get "
+    "install maven`; Fedora: `sudo dnf install maven`; macOS: `brew install maven`), or put its bin directory on PATH."
+)
+
+
 def _require(tool: str, how: str) -> str:
     path = shutil.which(tool)
     if not path:
@@ -49,8 +60,8 @@ def ensure_jars(progress=None) -> Path:
     marker = target / ".complete"
     if marker.exists():
         return target
-    mvn = _require("mvn", "Install Maven (Debian/Ubuntu: `apt-get install maven`; macOS: `brew install maven`).")
-    _require("java", "Install Java 17+ (Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`).")
+    mvn = _require("mvn", INSTALL_MAVEN)
+    _require("java", INSTALL_JAVA)
     target.mkdir(parents=True, exist_ok=True)
     with resources.as_file(resources.files(__package__) / "pom.xml") as pom:
         cmd = [
@@ -161,7 +172,7 @@ class LocalKafka:
         ) + "\n"
 
     def start(self, timeout: float = 90.0) -> "LocalKafka":
-        java = _require("java", "Install Java 17+ (Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`).")
+        java = _require("java", INSTALL_JAVA)
         libs = ensure_jars()
         if self.port == 0:
             self.port = free_port()

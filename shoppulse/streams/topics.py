@@ -6,7 +6,16 @@ import asyncio
 import ssl
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    IllegalSaslStateError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+)
+from aiokafka.protocol.metadata import MetadataRequest
 
 from .settings import KafkaSecurity, Settings
 
@@ -48,9 +57,51 @@ def client_options(security: KafkaSecurity) -> dict:
 def unreachable_message(broker: str) -> str:
     return (
         f"Cannot reach the Kafka broker at {broker}. Is it running? "
-        "Start a local one with `shoppulse kafka` (or pass --broker HOST:PORT), "
-        "and check the security settings if the broker needs SASL or SSL."
+        "Start a local one with `shoppulse kafka`, or point shoppulse at yours with --broker HOST:PORT "
+        "(or SHOPPULSE_BROKER, or `broker` in the config file); "
+        "check the [security] settings if the broker needs SASL or SSL."
     )
+
+
+async def diagnose(settings: Settings, timeout: float = 10.0) -> BrokerUnreachable:
+    """Why a client could not bootstrap: aiokafka only says "Unable to bootstrap", so connect
+    to the first address ourselves and name the cause (wrong password, protocol, port...)."""
+    sec = settings.security
+    broker = settings.broker
+    host, _, port = broker.split(",")[0].strip().rpartition(":")
+    try:
+        conn = await asyncio.wait_for(
+            create_conn(host, int(port), request_timeout_ms=int(timeout * 1000), **client_options(sec)), timeout
+        )
+        try:
+            # A PLAINTEXT client on a SASL or SSL listener connects, then the broker hangs up.
+            await asyncio.wait_for(conn.send(MetadataRequest([])), timeout)
+        finally:
+            conn.close()
+    except SaslAuthenticationFailed:
+        return BrokerUnreachable(
+            f"The Kafka broker at {broker} rejected the SASL credentials of user `{sec.sasl_username}` "
+            f"({sec.sasl_mechanism or 'PLAIN'}). Check security.sasl_username and security.sasl_password "
+            "in the config file (or SHOPPULSE_SECURITY__SASL_USERNAME / SHOPPULSE_SECURITY__SASL_PASSWORD)."
+        )
+    except UnsupportedSaslMechanismError:
+        return BrokerUnreachable(
+            f"The Kafka broker at {broker} does not accept the SASL mechanism {sec.sasl_mechanism or 'PLAIN'}. "
+            "Set security.sasl_mechanism to one it enables (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)."
+        )
+    except ssl.SSLError as exc:
+        return BrokerUnreachable(
+            f"The SSL handshake with the Kafka broker at {broker} failed ({exc.reason or exc}). Check that the "
+            "port is an SSL listener and that security.ssl_cafile holds the CA that signed the broker's certificate."
+        )
+    except (IllegalSaslStateError, KafkaConnectionError):
+        return BrokerUnreachable(
+            f"The Kafka broker at {broker} does not speak {sec.security_protocol} on that port. Check "
+            "security.security_protocol and the port: a broker's PLAINTEXT, SSL and SASL listeners have different ports."
+        )
+    except (OSError, asyncio.TimeoutError, KafkaError, ValueError):
+        pass  # nothing listening, no answer, a bad address: the general message
+    return BrokerUnreachable(unreachable_message(broker))
 
 
 def topic_specs(settings: Settings) -> dict[str, int]:
@@ -77,7 +128,7 @@ async def ensure_topics(settings: Settings, timeout: float = 20.0) -> None:
         await asyncio.wait_for(admin.start(), timeout)
     except (KafkaConnectionError, asyncio.TimeoutError, OSError):
         await admin.close()
-        raise BrokerUnreachable(unreachable_message(settings.broker)) from None
+        raise await diagnose(settings) from None
     try:
         specs = topic_specs(settings)
         existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(list(specs)) if t["error_code"] == 0}

@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from ..streams.events import Event, encode, key_of
 from ..streams.settings import Settings
-from ..streams.topics import BrokerUnreachable, client_options, ensure_topics, unreachable_message
+from ..streams.topics import client_options, diagnose, ensure_topics
 
 
 class EventSink:
@@ -62,7 +62,7 @@ class KafkaSink(EventSink):
             await self.producer.start()
         except KafkaConnectionError:
             await self.producer.stop()
-            raise BrokerUnreachable(unreachable_message(self.settings.broker)) from None
+            raise await diagnose(self.settings) from None
 
     async def write(self, stream: str, key: bytes, value: bytes) -> None:
         self._pending.append(await self.producer.send(self.settings.topics.source(stream), value, key=key))
