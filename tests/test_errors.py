@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -56,7 +56,7 @@ def test_maven_missing_says_how_to_install(tmp_path):
 
 
 def test_java_missing_says_how_to_install(tmp_path):
-    mvn = subprocess.run(["which", "mvn"], capture_output=True, text=True).stdout.strip()
+    mvn = shutil.which("mvn")
     if not mvn:
         pytest.skip("needs Maven on PATH (to find it but not Java)")
     bin_dir = tmp_path / "bin"

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pytest
 
-from conftest import DATASETS
+from conftest import DATASETS, Namespace
 from shoppulse.streams.goals import format_value
 from shoppulse.streams.kpis import BY_KEY
 
@@ -32,8 +32,6 @@ QUOTIENT_KPIS = {"average_order_value", "revenue_per_visitor", "avg_session_dura
 def replayed(kafka_broker, tmp_path_factory):
     """A replay of the real sample, processed by a worker until its windows are final; then the worker stops,
     so the topic no longer changes."""
-    from conftest import Namespace
-
     ns = Namespace(kafka_broker, tmp_path_factory.mktemp("tail"), idle_timeout_seconds=5)
     try:
         result = ns.shoppulse("replay", "online-retail", str(SAMPLE), "--quiet")
