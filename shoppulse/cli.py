@@ -258,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate a TOML config file and print the effective settings")
     check.add_argument("file", metavar="FILE")
     check.set_defaults(func=cmd_config_check)
+
+    from .tools import demo
+
+    demo.add_parser(sub)
     return parser
 
 

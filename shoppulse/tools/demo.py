@@ -28,17 +28,17 @@ from datetime import datetime
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.live import Live
 
 from ..kafka import LocalKafka, free_port, port_in_use
 from ..streams.goals import goals
-from ..streams.settings import Settings, apply_overrides, env_overrides
-from ..streams.topics import client_options, ensure_topics
+from ..streams.settings import load_settings
+from ..streams.topics import ensure_topics
 from .generate import SCENARIOS, GeneratorConfig, run as generate
 from .prometheus import render_prometheus_config, render_rules
 from .sink import KafkaSink
+from .tail import follow_results
 from .view import Board
 
 # Short timings so that closed 1 m windows, including the session KPIs, appear within
@@ -57,6 +57,7 @@ class DemoError(RuntimeError):
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="run broker, worker, traffic and a live KPI view on this machine")
     p.add_argument("--broker", help="use this Kafka (HOST:PORT) instead of starting a local one")
+    p.add_argument("--config", metavar="FILE", help="settings file (TOML), e.g. for goals; see shoppulse.example.toml")
     p.add_argument("--scenario", choices=SCENARIOS, default="normal", help="scenario to start with (key `s` switches)")
     p.add_argument("--rate", type=float, default=40.0, help="generated events per second (default 40)")
     p.add_argument("--seed", type=int, default=1)
@@ -88,9 +89,8 @@ class Demo:
         self.tty = sys.stdout.isatty() and not args.no_tty
         self.workdir = Path(tempfile.mkdtemp(prefix="shoppulse-demo-"))
         tag = uuid.uuid4().hex[:6]
-        self.settings = apply_overrides(Settings(), env_overrides(dict(os.environ)), "environment")
-        apply_overrides(self.settings, {**DEMO_SETTINGS, "app_id": f"shoppulse-demo-{tag}",
-                                        "metrics_port": args.metrics_port or free_port()}, "demo")  # fmt: skip
+        self.settings = load_settings(args.config, {**DEMO_SETTINGS, "app_id": f"shoppulse-demo-{tag}",
+                                                    "metrics_port": args.metrics_port or free_port()})  # fmt: skip
         self.prometheus_port = args.prometheus_port or free_port()
         if args.broker:
             self.settings.broker = args.broker
@@ -167,7 +167,8 @@ class Demo:
         log = open(self.workdir / "worker.log", "wb")
         self.children.append(subprocess.Popen(
             [sys.executable, "-m", "shoppulse.cli", "worker", "--data-dir", str(self.workdir / "worker"),
-             "--metrics-port", str(s.metrics_port), "--metrics-host", "127.0.0.1"],
+             "--metrics-port", str(s.metrics_port), "--metrics-host", "127.0.0.1",
+             *(["--config", self.args.config] if self.args.config else [])],
             env=self._worker_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         ))  # fmt: skip
         self.worker = self.children[-1]
@@ -218,19 +219,8 @@ class Demo:
             await generate(self.config, sink, duration_s=None, realtime=True, show_progress=False, stop=self.stop)
 
     async def _consume(self) -> None:
-        s = self.settings
-        consumer = AIOKafkaConsumer(s.topics.results, bootstrap_servers=s.broker, auto_offset_reset="earliest",
-                                    enable_auto_commit=False, **client_options(s.security))  # fmt: skip
-        await consumer.start()
-        try:
-            while not self.stop.is_set():
-                batch = await consumer.getmany(timeout_ms=500)
-                now = time.monotonic()
-                for messages in batch.values():
-                    for message in messages:
-                        self.board.on_record(orjson.loads(message.value), now)
-        finally:
-            await consumer.stop()
+        async for record in follow_results(self.settings, from_beginning=True, stop=self.stop):
+            self.board.on_record(record, time.monotonic())
 
     async def _scrape(self) -> None:
         metrics = f"http://127.0.0.1:{self.settings.metrics_port}/metrics"
