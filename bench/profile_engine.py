@@ -32,7 +32,11 @@ def main() -> None:
     parser.add_argument("--out", metavar="FILE.prof", help="also save the profile")
     parser.add_argument("--memory", action="store_true", help="also a tracemalloc run: state held after N events")
     parser.add_argument("--scaling", metavar="N1,N2,...", help="only: in-process events/s over the first N1, N2, ... events (3 runs each)")
+    parser.add_argument("--largest", type=int, metavar="K", help="only: the K largest state records (engine and merge stage) by key")
     args = parser.parse_args()
+    if args.largest:
+        largest(args)
+        return
     if args.scaling:
         sizes = [int(x) for x in args.scaling.split(",")]
         print(f"load average {h.load_average()}; code {h.code_version()}")
@@ -109,6 +113,43 @@ def main() -> None:
     total = sum(r[1] for r in rows)
     for name, own, calls in rows[:20]:
         print(f"{name:60} {own:7.2f} s {100 * own / total:5.1f} % {calls:>10,} calls")
+
+
+def largest(args) -> None:
+    """The largest value each state key reached (one changelog record each in the worker; Kafka's
+    default limit is 1 MiB). Run with enough events to close a 1 h window (at --rate 1000 about
+    3.7 M) to see the final merged records of a full hour."""
+    from shoppulse.streams.merge import Merger
+
+    print(f"load average {h.load_average()}; code {h.code_version()}")
+    biggest: dict[tuple[str, str], int] = {}
+
+    def recording(cls, stage):
+        original = cls.take_changes
+
+        def take_changes(self):
+            changes = original(self)
+            for key, value in changes.items():
+                if value and len(value) > biggest.get((stage, key), 0):
+                    biggest[(stage, key)] = len(value)
+            return changes
+
+        cls.take_changes = take_changes
+
+    recording(PartitionEngine, "engine")
+    recording(Merger, "merge")
+    started = time.perf_counter()
+    records, _events, start_ms = h.generate(args.events, rate=args.rate, seed=args.seed)
+    del _events
+    pipeline = h.InProcessPipeline()
+    pipeline.run(records)
+    finals = sorted(key for stage, key in biggest if key.startswith("f|") and f"|{h.HOUR_MS}|" in key)
+    print(f"{len(records):,} events from {start_ms} (an hour boundary), {time.perf_counter() - started:.0f} s; "
+          f"final 1 h windows: {finals or 'none'}")
+    print(f"largest record of each kind (harness): {pipeline.max_bytes}")
+    for (stage, key), size in sorted(biggest.items(), key=lambda x: -x[1])[: args.largest]:
+        flag = "  ** over 1 MiB **" if size > 1_048_576 else ""
+        print(f"  {size:>10,} B  {stage:6} {key}{flag}")
 
 
 def memory(records) -> None:

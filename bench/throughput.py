@@ -426,7 +426,7 @@ if __name__ == "__main__":
     parser.add_argument("--worker-env", action="append", default=[], metavar="SHOPPULSE_X=V",
                         help="extra environment for the worker (a setting to try), repeatable")
     parser.add_argument("--worker-variant", metavar="NAME[,NAME]",
-                        help="worker variants (bench/worker_variant.py) to run in turn each repeat, e.g. stock,quiet-logging")
+                        help="worker variants (bench/worker_variant.py) to run in turn each repeat, e.g. stock,faust-spinner")
     parser.add_argument("--keep-logs", metavar="DIR", help="copy the worker logs here")
     parser.add_argument("--json", metavar="FILE", help="write the raw figures of every run")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -80,6 +80,28 @@ def collect_invalid(n: int) -> list[tuple[str, bytes, str, str]]:
     return collected
 
 
+
+ITEMS = [{"product_id": "p1", "quantity": 2, "unit_price": 10.0, "unit_cost": 4.0}]
+
+
+@pytest.mark.parametrize("change, valid", [
+    ({"items": ITEMS, "discount": 20.0}, True),  # a 100 % discount: revenue 0
+    ({"items": ITEMS, "discount": 20.5}, False),  # negative revenue
+    ({"items": ITEMS, "discount": -1.0}, False),
+    ({"items": [{**ITEMS[0], "unit_cost": -0.5}]}, False),
+    ({"event_type": "order_refunded", "refund_amount": -3.0}, False),
+    ({"event_type": "order_refunded", "refund_amount": 3.0}, True),
+])  # fmt: skip
+def test_order_amounts_that_would_make_a_money_sum_negative_are_invalid(change, valid):
+    payload = orjson.dumps({**VALID["orders"], **change})
+    if valid:
+        parse("orders", payload, now_ms=NOW_MS)
+        return
+    with pytest.raises(InvalidEvent) as info:
+        parse("orders", payload, now_ms=NOW_MS)
+    assert info.value.reason == "invalid_value"
+
+
 def test_every_invalid_payload_has_a_reason():
     examples = collect_invalid(1200)
     assert len(examples) >= 1000

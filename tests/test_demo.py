@@ -70,10 +70,12 @@ def _alive(pids) -> list[str]:
 
 
 def test_checkout_outage_shows_zero_conversion_and_leaves_nothing_running(kafka_broker):
-    lines, stderr, started = _run_demo("--broker", kafka_broker.bootstrap, "--duration", "150",
-                                       "--scenario", "checkout-outage", timeout=240)  # fmt: skip
+    # A window's session KPIs are final once its longest session has ended (demo shoppers: up
+    # to about 75 s), so the first window with traffic closes up to about 160 s after the start.
+    lines, stderr, started = _run_demo("--broker", kafka_broker.bootstrap, "--duration", "210",
+                                       "--scenario", "checkout-outage", timeout=300)  # fmt: skip
     with_sessions = [fields for _, fields in lines if fields["sessions"] != "0"]
-    assert with_sessions, f"no closed window with sessions in 150 s:\n{lines}\n{stderr[-3000:]}"
+    assert with_sessions, f"no closed window with sessions in 210 s:\n{lines}\n{stderr[-3000:]}"
     for fields in with_sessions:
         assert fields["scenario"] == "checkout-outage"
         assert fields["conversion"] == "0.0%", fields
@@ -92,3 +94,50 @@ def test_fresh_demo_closes_windows_with_sessions_orders_and_tickets_within_3_min
     assert any("kafka" in cmd and "java" in cmd for cmd in started.values()), started
     assert any("shoppulse.cli worker" in cmd for cmd in started.values()), started
     assert not _alive(started), _alive(started)
+
+
+def test_keys_switch_the_scenario_and_quit_in_a_terminal(kafka_broker):
+    """In a terminal (a pty here) the live view runs: `s` moves to the next scenario, shown in
+    the status line, and `q` quits cleanly, leaving nothing running."""
+    import os
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "160", "LINES": "50", "TERM": "xterm-256color"}
+    proc = subprocess.Popen([sys.executable, "-m", "shoppulse.cli", "demo", "--broker", kafka_broker.bootstrap,
+                             "--metrics-port", "0", "--no-prometheus", "--duration", "240"],
+                            stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)  # fmt: skip
+    os.close(slave)
+    screen = b""
+    descendants: dict[int, str] = {}
+
+    def read_until(text: str, timeout: float) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                descendants.setdefault(child.pid, " ".join(child.cmdline()))
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    screen += os.read(master, 65536)
+                except OSError:  # the demo closed the terminal
+                    break
+            if text in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))[-20000:]:
+                return
+        raise AssertionError(f"{text!r} not shown within {timeout} s; screen ends:\n{screen[-3000:]!r}")
+
+    try:
+        read_until("scenario: normal", 120)
+        os.write(master, b"s")
+        read_until("scenario: checkout-outage", 10)
+        os.write(master, b"s")
+        read_until("scenario: support-surge", 10)
+        os.write(master, b"q")
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert any("shoppulse.cli worker" in cmd for cmd in descendants.values()), descendants
+    assert not _alive(descendants), _alive(descendants)

@@ -8,6 +8,8 @@ the same events: counts and ratios exactly, sketched quantiles within 1 %.
 from __future__ import annotations
 
 import urllib.request
+from collections import defaultdict
+from datetime import datetime
 
 import msgspec
 import orjson
@@ -35,7 +37,27 @@ def _finals_matching(ns, expected) -> list[dict]:
         return wanted <= {oracle.key_of(r) for r in records if r["final"]}
 
     records = ns.read_topic(ns.topics["results"], quiet_seconds=8, timeout=300, until=complete)
+    problems = _update_contract_problems(records)
+    assert not problems, "\n".join(problems[:20])
     return [r for r in records if r["final"]]
+
+
+def _update_contract_problems(records: list[dict]) -> list[str]:
+    """Non-final updates of a record (kpi, window, start, dimensions) come at most once a second,
+    and none after its final record."""
+    by_key: dict = defaultdict(list)
+    for record in records:  # in topic order: one key per (kpi, window) keeps a record's order
+        by_key[oracle.key_of(record)].append(record)
+    problems = []
+    for key, history in by_key.items():
+        opens = [datetime.fromisoformat(r["emitted_at"]) for r in history if not r["final"]]
+        gaps = [(b - a).total_seconds() for a, b in zip(opens, opens[1:])]
+        if gaps and min(gaps) < 0.99:  # emitted_at is truncated to milliseconds
+            problems.append(f"{key}: non-final updates {min(gaps):.3f} s apart")
+        finals = [i for i, r in enumerate(history) if r["final"]]
+        if finals and any(not r["final"] for r in history[finals[0]:]):
+            problems.append(f"{key}: a non-final record after the final one")
+    return problems
 
 
 def _assert_matches(ns, events) -> dict:

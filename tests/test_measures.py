@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from shoppulse.streams.measures import Measures, TopItems
+import orjson
+
+from shoppulse.streams.measures import Distinct, Measures, TopItems
 
 
 def _split(items, parts):
@@ -14,6 +16,17 @@ def _split(items, parts):
     for item in items:
         out[rng.randrange(parts)].append(item)
     return out
+
+
+def _merged_distinct(values) -> Distinct:
+    """Distinct over `values` split across 4 partitions, merged through JSON as between processes."""
+    merged = Measures()
+    for part in _split(values, 4):
+        partial = Measures()
+        for value in part:
+            partial.distinct("v").add(value)
+        merged.merge(Measures.load(orjson.loads(orjson.dumps(partial.dump()))))
+    return merged["v"]
 
 
 def test_top_items_merge_exactly_below_the_exact_limit():
@@ -53,3 +66,36 @@ def test_top_items_beyond_the_exact_limit_stay_within_the_error_bound():
     for item, estimate in top:
         assert abs(estimate - truth[item]) <= tolerance
     assert len(Measures({"x": merged["x"]}).dump()["x"]["$freq"]) < 200_000  # bounded state
+
+
+def test_distinct_counts_exactly_below_the_exact_limit_across_partitions():
+    rng = random.Random(4)
+    values = [f"visitor{rng.randrange(40_000)}" for _ in range(100_000)]
+    assert _merged_distinct(values).count() == len(set(values))
+
+
+def test_distinct_beyond_the_exact_limit_stays_within_the_error_bound():
+    values = [f"visitor{i}" for i in range(300_000)]
+    # Theta sketch relative standard error is 1 / sqrt(K); 3 standard errors.
+    assert abs(_merged_distinct(values).count() - len(values)) <= 3 / (2 ** Distinct.LG_K) ** 0.5 * len(values)
+
+
+def test_a_saturated_window_serialises_under_the_kafka_record_limit():
+    """A window's state is one changelog record, and Kafka refuses records over 1 MiB by default
+    (the worker would crash). Fill every unbounded accumulator of a traffic window far past its
+    exact limit, in one partition and merged from four, and check the records stay well under."""
+    rng = random.Random(5)
+    whole, partials = Measures(), [Measures() for _ in range(4)]
+    for i in range(400_000):
+        visitor = f"{rng.getrandbits(64):016x}-{i}"
+        pair = f"{rng.randrange(10**9)}>{rng.randrange(10**9)}"
+        for measures in (whole, partials[i % 4]):
+            measures.distinct("visitors").add(visitor)
+            measures.top_items("view_pairs").add(pair)
+    merged = Measures()
+    for partial in partials:
+        merged.merge(Measures.load(orjson.loads(orjson.dumps(partial.dump()))))
+    limit = 1_048_576
+    assert len(orjson.dumps(whole.dump())) < 0.75 * limit
+    assert len(orjson.dumps(merged.dump())) < 0.75 * limit
+    assert abs(merged["visitors"].count() - 400_000) <= 3 / (2 ** Distinct.LG_K) ** 0.5 * 400_000

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 import shutil
 import subprocess
 import time
@@ -18,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 import oracle
-from shoppulse.streams.kpis import CATALOGUE
+from shoppulse.streams.kpis import CATALOGUE, counters
 from shoppulse.tools.generate import GeneratorConfig, generate_events
 
 pytestmark = pytest.mark.integration
@@ -54,7 +55,7 @@ def test_metrics_families_names_and_counters(namespace, tmp_path):
 
     asyncio.run(send_invalid())
     worker = ns.start_worker()
-    kept, _ = oracle.drop_late(events)
+    kept, late_events = oracle.drop_late(events)
     expected = oracle.compute(kept, session_timeout_s=300)
     # Counters are fed when 1 m windows close: wait until the last one with data of each family is final.
     last = {kpi: max(k[2] for k in expected if k[0] == kpi and k[1] == "1m")
@@ -91,8 +92,10 @@ def test_metrics_families_names_and_counters(namespace, tmp_path):
     assert {s.labels["family"] for s in freshness.samples} >= {"traffic", "sessions", "sales", "support"}
 
     # Counters for numerators and denominators; the totals agree with the oracle's 1 m windows.
-    for name in {c for kpi in CATALOGUE for c in kpi.counters}:
-        family(f"shoppulse_{name}", "counter")
+    for spec in counters():
+        counter = family(f"shoppulse_{spec.name}", "counter")
+        if spec.label:
+            assert all(set(s.labels) == {spec.label} for s in counter.samples), spec
 
     def total(name: str) -> float:
         return sum(s.value for s in families[f"shoppulse_{name}"].samples if s.name.endswith("_total"))
@@ -104,6 +107,15 @@ def test_metrics_families_names_and_counters(namespace, tmp_path):
     assert total("tickets_created") == oracle_sum("tickets_created") > 0
     assert total("sessions") == oracle_sum("sessions") > 0
     assert total("converted_sessions") > 0
+    revenue = {s.labels["currency"]: s.value for s in families["shoppulse_revenue"].samples if s.name.endswith("_total")}
+    expected_revenue = {}
+    for (kpi, window, _start, dims), value in expected.items():
+        if kpi == "revenue" and window == "1m":
+            currency = dict(dims)["currency"]
+            expected_revenue[currency] = expected_revenue.get(currency, 0) + value
+    assert revenue.keys() == expected_revenue.keys() and revenue
+    for currency, amount in expected_revenue.items():
+        assert revenue[currency] == pytest.approx(amount, rel=1e-9), currency
 
     for name in ("shoppulse_first_response_duration_seconds", "shoppulse_resolution_duration_seconds",
                  "shoppulse_processing_latency_seconds"):  # fmt: skip
@@ -118,9 +130,28 @@ def test_metrics_families_names_and_counters(namespace, tmp_path):
     invalid = sum(s.value for s in events_in.samples if s.labels["outcome"] == "invalid" and s.name.endswith("_total"))
     assert invalid == 5
     family("shoppulse_dead_letters", "counter")
+    # Late events are not dropped silently: each is a dead letter with reason `late`, and counted.
+    late_total = sum(s.value for s in events_in.samples if s.labels["outcome"] == "late" and s.name.endswith("_total"))
+    letters = ns.read_topic(ns.topics["dead_letters"], quiet_seconds=2, timeout=60)
+    late_letters = [r for r in letters if r["reason"] == "late"]
+    late_ids = Counter(orjson.loads(r["payload"])["event_id"] for r in late_letters)
+    # The oracle's late events, once each: a re-sent copy of an event already seen (counted or
+    # dead-lettered) is reported as a duplicate instead.
+    counted = {e["event_id"] for _, e in kept}
+    assert late_ids == Counter({e["event_id"] for _, e in late_events} - counted)
+    assert late_total == sum(late_ids.values()) > 0
+    assert all("watermark" in r["detail"] for r in late_letters)
     lag = family("shoppulse_watermark_lag_seconds", "gauge")
     assert {s.labels["topic"] for s in lag.samples} == {ns.topics[t] for t in ("clickstream", "orders", "tickets")}
     family("shoppulse_consumer_lag_messages", "gauge")
+    # Everything is processed: the lag, re-read from the broker every 5 s, comes to 0 per topic.
+    deadline = time.monotonic() + 20
+    while True:
+        lag = {s.labels["topic"]: s.value for s in _families(_scrape(worker.metrics_port))["shoppulse_consumer_lag_messages"].samples}
+        if lag == {ns.topics[t]: 0.0 for t in ("clickstream", "orders", "tickets")} or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert lag == {ns.topics[t]: 0.0 for t in ("clickstream", "orders", "tickets")}, lag
 
     # No identifiers in labels, and label values stay bounded.
     for fam in families.values():

@@ -77,3 +77,20 @@ def test_dashboard_renders_panels_goals_and_alerts():
     for title in ("Funnel", "Sales", "Support", "Health", "Prometheus alerts", "checkout-outage"):
         assert title in text
     assert ">= 1.0%" in text and "ShoppulseConversionRateBelowGoal" in text
+
+
+def test_a_goal_is_shown_only_on_the_row_it_applies_to():
+    from rich.console import Console
+
+    board = Board(goals(Settings()))
+    start = "2026-11-23T08:00:00.000Z"
+    for family, kpi in FAMILY_KPIS.items():
+        board.on_record(_record(kpi, start, 1), now=0)
+    # The first-response goal (<= 1 h) is on p90: a 2 h p50 is not a breach of it.
+    board.on_record(_record("first_response_seconds", start, 7200.0, stat="p50"), now=0)
+    board.on_record(_record("first_response_seconds", start, 60.0, stat="p90"), now=0)
+    board.complete(now=1)
+    console = Console(record=True, width=140, color_system=None)
+    console.print(board.render("Kafka x", "normal", "keys: s, q"))
+    rows = {line.split("│")[1].strip().split("  ")[0]: line for line in console.export_text().splitlines() if "FRT" in line}
+    assert "<= 1h" in rows["FRT p90"] and "<= 1h" not in rows["FRT p50"]

@@ -6,6 +6,8 @@ per partition, progress marks) is a changelogged table like every other state.
 
 from __future__ import annotations
 
+import asyncio
+
 import faust
 
 from ..streams.engine import decode_partial
@@ -27,6 +29,12 @@ class ResultsPipeline:
         self.publisher = ResultsPublisher()
         self.listeners = [self.publisher, *listeners]
         self.merger: Merger | None = None
+        # The contract: non-final updates at most once a second per record, even when
+        # `update_interval_seconds` is set lower.
+        self.open_update_interval = max(1.0, settings.update_interval_seconds)
+        # The timer and the merge agent both send results. Sends await, so without this lock
+        # a window's non-final updates could reach the topic after its final record.
+        self.emit_lock = asyncio.Lock()
 
     def _merger(self) -> Merger:
         if self.merger is None:
@@ -35,7 +43,13 @@ class ResultsPipeline:
         return self.merger
 
     def forget(self) -> None:
+        """A rebalance started: the merger is rebuilt from the table if the partition comes back."""
         self.merger = None
+
+    def moved_away(self) -> None:
+        """After a rebalance the partials partition is on another worker, which now exports."""
+        for listener in self.listeners:
+            listener.on_merge_revoked()
 
     async def process(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
         merger = self._merger()
@@ -48,12 +62,25 @@ class ResultsPipeline:
                 self.table.pop(key.encode(), None)
             else:
                 self.table[key.encode()] = value
-        await self._emit(results)
+        async with self.emit_lock:
+            await self._emit(results)
+
+    def open_updates_task(self):
+        """A Faust task: non-final updates, `open_update_interval` apart at least. Its own loop,
+        not the timer: asyncio.sleep never wakes early (a timer may)."""
+
+        async def run() -> None:
+            while True:
+                await asyncio.sleep(self.open_update_interval)
+                await self.tick()
+
+        return run
 
     async def tick(self) -> None:
-        """Non-final updates of open windows, at most once a second per key."""
-        if self.merger is not None:
-            await self._emit(self.merger.open_updates())
+        """Non-final updates of open windows changed since the last tick."""
+        async with self.emit_lock:  # computed under the lock: only windows not final yet
+            if self.merger is not None:
+                await self._emit(self.merger.open_updates())
 
     async def _emit(self, results) -> None:
         if not results:
@@ -74,4 +101,5 @@ def wire(app: faust.App, settings: Settings, partials: faust.TopicT, listeners: 
 
     app.agent(partials, name="merge")(merge)
     app.task(batcher.flush_periodically(settings.batch_within_seconds))
+    app.task(pipeline.open_updates_task())
     return pipeline

@@ -12,12 +12,21 @@ from collections import defaultdict
 
 import faust
 import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from faust.types import TP
 
 from ..streams.engine import ENGINES, PartitionEngine
 from ..streams.events import DAY_MS, InvalidEvent, Parsed, dead_letter, parse
 from ..streams.exporters import Metrics
 from ..streams.settings import Settings
-from ..streams.topics import state_table
+from ..streams.topics import client_options, state_table
+
+# Consumer lag is re-read from the broker this often, so it keeps rising while nothing is
+# processed (a stuck or starved worker), which is what the gauge is for.
+LAG_REFRESH_SECONDS = 5.0
+LAG_TIMEOUT_SECONDS = 10.0
 
 
 class SourcePipeline:
@@ -38,6 +47,7 @@ class SourcePipeline:
         self.engines: dict[int, PartitionEngine] = {}
         self.last_event: dict[int, faust.EventT] = {}
         self.lag_by_partition: dict[int, int] = {}
+        self.next_offset: dict[int, int] = {}  # partition -> offset after the last processed event
         self.max_future_ms = int(settings.max_future_seconds * 1000) if settings.max_future_seconds else DAY_MS
         count = metrics.events
         self.counted = {o: count.labels(self.topic_name, o) for o in ("ok", "invalid", "late", "duplicate")}
@@ -58,6 +68,7 @@ class SourcePipeline:
             self.engines.pop(partition, None)
             self.last_event.pop(partition, None)
             self.lag_by_partition.pop(partition, None)
+            self.next_offset.pop(partition, None)
 
     async def process(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
         now_ms = int(time.time() * 1000)
@@ -103,7 +114,7 @@ class SourcePipeline:
             latency = self.metrics.latency.labels(self.topic_name)
             for event in part_events:
                 latency.observe(max(0.0, now_ms / 1000 - event.message.timestamp))
-        self._observe_lag(stream, events)
+        self._note_offsets(events)
 
     async def _dead_letter(self, event: faust.EventT, reason: str, detail: str) -> None:
         message = event.message
@@ -138,15 +149,56 @@ class SourcePipeline:
             return set()
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == self.topic_name}
 
-    def _observe_lag(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
-        last_offsets = {}
-        for event in events:
-            last_offsets[event.message.tp] = event.message.offset
-        for tp, offset in last_offsets.items():
-            highwater = self.app.consumer.highwater(tp)
-            if highwater is not None:
-                self.lag_by_partition[tp.partition] = max(0, highwater - offset - 1)
+    async def refresh_lag(self, reader: AIOKafkaConsumer, admin: AIOKafkaAdminClient) -> None:
+        partitions = self._assigned()
+        if not partitions:
+            return
+        tps = [TP(self.topic_name, p) for p in sorted(partitions)]
+        ends = await reader.end_offsets(tps)
+        unprocessed = [tp for tp in tps if tp.partition not in self.next_offset]
+        committed = {}
+        if unprocessed:
+            offsets = await admin.list_consumer_group_offsets(self.settings.app_id, partitions=unprocessed)
+            committed = {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+        assigned = self._assigned()  # a rebalance may have run meanwhile
+        for tp in tps:
+            position = self.next_offset.get(tp.partition, committed.get(tp.partition, 0))
+            if tp.partition in assigned and ends.get(tp) is not None:
+                self.lag_by_partition[tp.partition] = max(0, ends[tp] - position)
         self.metrics.consumer_lag.labels(self.topic_name).set(sum(self.lag_by_partition.values()))
+
+    def _note_offsets(self, events: list[faust.EventT]) -> None:
+        """Where each partition stands, for the consumer lag (`refresh_lag`)."""
+        for event in events:
+            self.next_offset[event.message.partition] = event.message.offset + 1
+
+
+def consumer_lag_task(app: faust.App, settings: Settings, sources: list[SourcePipeline]):
+    """A Faust task: every few seconds, log end offsets (read with a client of its own, never
+    through Faust's consumer thread, whose two workers also fetch) against the offset after
+    the last event processed here, or the group's committed offset before any. So the gauge
+    keeps rising when nothing is processed: a stuck or starved worker."""
+
+    async def run() -> None:
+        reader = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
+                                  **client_options(settings.security))  # fmt: skip
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker, **client_options(settings.security))
+        started = False
+        try:
+            while True:
+                await asyncio.sleep(LAG_REFRESH_SECONDS)
+                try:
+                    if not started:
+                        await asyncio.wait_for(asyncio.gather(reader.start(), admin.start()), LAG_TIMEOUT_SECONDS)
+                        started = True
+                    for source in sources:
+                        await asyncio.wait_for(source.refresh_lag(reader, admin), LAG_TIMEOUT_SECONDS)
+                except (asyncio.TimeoutError, KafkaError, OSError):  # unreachable: keep the last figures
+                    continue
+        finally:
+            await asyncio.gather(reader.stop(), admin.close(), return_exceptions=True)
+
+    return run
 
 
 def wire_source(stream_name: str, app: faust.App, settings: Settings, metrics: Metrics, partials) -> SourcePipeline:

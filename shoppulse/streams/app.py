@@ -20,7 +20,7 @@ import faust
 
 from ..agents import clickstream, orders, results, tickets
 from ..agents.results import ResultsPipeline
-from ..agents.source import SourcePipeline
+from ..agents.source import SourcePipeline, consumer_lag_task
 from .exporters import Metrics, PrometheusExporter, ResultListener
 from .settings import Settings
 
@@ -81,7 +81,8 @@ def create_app(settings: Settings, listeners: list[ResultListener] | None = None
     async def every_second() -> None:
         for source in sources:
             await source.tick()
-        await merge.tick()
+
+    app.task(consumer_lag_task(app, settings, sources))
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app, revoked, **kwargs) -> None:
@@ -89,5 +90,12 @@ def create_app(settings: Settings, listeners: list[ResultListener] | None = None
             source.forget({tp.partition for tp in revoked if tp.topic == source.topic_name})
         if any(tp.topic == partials.get_topic_name() for tp in revoked):
             merge.forget()
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app, assigned, **kwargs) -> None:
+        # aiokafka rebalances eagerly: `revoked` is the whole old assignment, so whether the
+        # merge moved away is only known from the new one.
+        if not any(tp.topic == partials.get_topic_name() for tp in assigned):
+            merge.moved_away()
 
     return Worker(app, sources, merge, metrics)

@@ -466,6 +466,7 @@ class OrdersEngine(PartitionEngine):
             if costed:
                 cost = to_micros(sum(i.quantity * i.unit_cost for i in event.items))  # type: ignore[operator]
                 m.inc_label("costed_revenue_micros", currency, revenue)
+                m.inc_label("cost_micros", currency, cost)
                 m.inc_label("profit_micros", currency, revenue - cost)
             if customer is not None:
                 m.inc("new_customer_orders" if first else "returning_customer_orders")

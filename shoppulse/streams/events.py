@@ -251,6 +251,15 @@ def _check_values(event: Event) -> None:
         for item in event.items:
             if item.quantity < 0 or item.unit_price < 0:
                 raise InvalidEvent("invalid_value", f"negative quantity or price for item {item.product_id!r}")
+            if item.unit_cost is not None and item.unit_cost < 0:
+                raise InvalidEvent("invalid_value", f"negative unit_cost for item {item.product_id!r}")
+        if event.discount < 0:
+            raise InvalidEvent("invalid_value", f"negative discount {event.discount}")
+        subtotal = sum(item.quantity * item.unit_price for item in event.items)
+        if event.event_type == "order_placed" and event.discount > subtotal + 1e-9:
+            raise InvalidEvent("invalid_value", f"discount {event.discount} exceeds the items' total {subtotal:g}")
+        if event.refund_amount is not None and event.refund_amount < 0:
+            raise InvalidEvent("invalid_value", f"negative refund_amount {event.refund_amount}")
 
 
 def encode(event: Event) -> bytes:

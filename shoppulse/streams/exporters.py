@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 
 disable_created_metrics()  # `_created` series double the scrape size and no dashboard uses them
 
-from .kpis import BY_KEY, CATALOGUE
+from .kpis import BY_KEY, CATALOGUE, counters
 from .merge import WindowResult
 from .settings import window_label
 
@@ -21,6 +21,8 @@ DURATION_BUCKETS = (60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 8640
 
 class ResultListener(Protocol):
     def on_results(self, results: list[WindowResult]) -> None: ...
+
+    def on_merge_revoked(self) -> None: ...
 
 
 class PortInUse(RuntimeError):
@@ -57,9 +59,12 @@ class Metrics:
             if not kpi.insight:
                 self.gauges[kpi.key] = Gauge(kpi.metric, f"{kpi.formula} (last closed window)",
                                              ["window", *kpi.dims], registry=r)  # fmt: skip
-        names = sorted({c for kpi in CATALOGUE for c in kpi.counters})
-        self.counters = {n: Counter(f"shoppulse_{n}", f"Running total of `{n}`, counted when its 1 m window closes",
-                                    registry=r) for n in names}  # fmt: skip
+        self.counters = [
+            (spec, Counter(f"shoppulse_{spec.name}", f"Running total of the measure `{spec.measure}`"
+                           f"{' by ' + spec.label if spec.label else ''}, counted when its 1 m window closes",
+                           [spec.label] if spec.label else [], registry=r))
+            for spec in counters()
+        ]  # fmt: skip
 
     def serve(self, host: str, port: int) -> None:
         try:
@@ -89,7 +94,7 @@ class PrometheusExporter:
             # Every gauge of this family is refreshed, so a KPI with no values in this window
             # (no orders, so no currency) loses its old series instead of showing them as current.
             fresh: dict[str, set[tuple[str, ...]]] = {
-                kpi.key: set() for kpi in CATALOGUE if kpi.family == result.family and not kpi.insight
+                key: set() for key in result.kpis() if not BY_KEY[key].insight
             }
             for value in result.values:
                 kpi = BY_KEY[value.kpi]
@@ -109,10 +114,27 @@ class PrometheusExporter:
                     m.gauges[kpi_key].remove(*stale)
                 self._series[(kpi_key, window)] = labelsets
             if result.size_ms == self.smallest and result.measures is not None:
-                for name, counter in m.counters.items():
-                    amount = result.measures.get(name, 0)
-                    if amount:
-                        counter.inc(amount)
+                for spec, counter in m.counters:
+                    amount = result.measures.get(spec.measure)
+                    if not amount:
+                        continue
+                    # Counter measures are never negative (events.py rejects amounts that would
+                    # make them so); the check keeps a counter from ever raising.
+                    if spec.label:
+                        for label, by_label in amount.items():
+                            if by_label > 0:
+                                counter.labels(label).inc(by_label / spec.scale)
+                    elif amount > 0:
+                        counter.inc(amount / spec.scale)
+
+    def on_merge_revoked(self) -> None:
+        """Another worker merges now: drop the KPI gauges and freshness, which it exports from
+        here on (two workers would otherwise show different "last" windows). Counters stay:
+        PromQL sums their rates across workers."""
+        for gauge in self.metrics.gauges.values():
+            gauge.clear()
+        self.metrics.window_end.clear()
+        self._series.clear()
 
 
 class ResultsPublisher:
@@ -129,3 +151,6 @@ class ResultsPublisher:
     def take(self) -> list[tuple[bytes, bytes]]:
         out, self.pending = self.pending, []
         return out
+
+    def on_merge_revoked(self) -> None:
+        """Nothing to drop: `pending` is emptied by every send."""

@@ -31,6 +31,17 @@ class Value:
 
 
 @dataclass(frozen=True)
+class Counted:
+    """A measure exported as the Prometheus counter `shoppulse_<name>_total`. A measure that
+    is a dict by label value (revenue by currency) becomes a counter with that `label`."""
+
+    name: str
+    measure: str
+    label: str | None = None
+    scale: int = 1  # micro-units or milliseconds per base unit
+
+
+@dataclass(frozen=True)
 class Kpi:
     key: str
     family: str  # traffic | sessions | sales | support | cross
@@ -39,19 +50,20 @@ class Kpi:
     source: str
     compute: Callable[[Measures, "Context"], list[Value]]
     attribution: str = "the window of the event's `ts`"
-    # Measures exported as Prometheus counters (`shoppulse_<name>_total`).
-    counters: tuple[str, ...] = ()
+    # Measures exported as Prometheus counters: a name (`shoppulse_<measure>_total`) or a `Counted`.
+    counters: tuple[str | Counted, ...] = ()
     goal: tuple[str, float] | None = None  # (">=" | "<=", target) default goal, overridable
     insight: bool = False  # a top-N list: kpi-results only, never a metric
     dims: tuple[str, ...] = ()  # dimension labels its values may carry (bounded)
+    money_sum: bool = False  # a sum of money over the window (revenue), not a ratio (AOV)
 
     @property
     def metric(self) -> str:
-        """Prometheus gauge for the last closed window. Counts get `_per_window` so they never
-        clash with the counter `shoppulse_<name>_total` of the same measure."""
+        """Prometheus gauge for the last closed window. Counts and money sums get `_per_window`
+        so they never clash with the counter `shoppulse_<name>_total` of the same measure."""
         if self.unit == "ratio":
             return f"shoppulse_{self.key.removesuffix('_rate')}_ratio"
-        if self.unit == "count":
+        if self.unit == "count" or self.money_sum:
             return f"shoppulse_{self.key}_per_window"
         return f"shoppulse_{self.key}"  # seconds keys end in _seconds; currency, score and average have no unit
 
@@ -237,7 +249,7 @@ CATALOGUE: tuple[Kpi, ...] = (
         attribution=SESSION_START, counters=("session_views", "ended_sessions")),
     Kpi("avg_session_duration_seconds", "sessions", "seconds", "mean of (last ts - first ts) over those sessions",
         "GA4 `averageSessionDuration`", mean_seconds("avg_session_duration_seconds", "session_duration_ms", "ended_sessions"),
-        attribution=SESSION_START),
+        attribution=SESSION_START, counters=(Counted("session_duration_seconds", "session_duration_ms", scale=1000),)),
     Kpi("bounce_rate", "sessions", "ratio",
         "sessions not engaged / sessions; engaged = duration > 10 s, or >= 2 views, or a purchase",
         "GA4 `bounceRate` (1 - engagement rate)",
@@ -259,20 +271,26 @@ CATALOGUE: tuple[Kpi, ...] = (
     # ------------------------------------------------------------------ sales
     Kpi("orders", "sales", "count", "orders placed", "Shopify `orders`", count("orders", "orders"), counters=("orders",)),
     Kpi("revenue", "sales", "currency", "sum of quantity x unit_price - discount (no tax, no shipping), per currency",
-        "Shopify net sales before returns", money_by_currency("revenue", "revenue_micros"), dims=("currency",)),
+        "Shopify net sales before returns", money_by_currency("revenue", "revenue_micros"), dims=("currency",), money_sum=True,
+        counters=(Counted("revenue", "revenue_micros", "currency", MICROS),)),
     Kpi("average_order_value", "sales", "currency", "revenue / orders, per currency", "Shopify AOV",
-        money_ratio_by_currency("average_order_value", "revenue_micros", "orders_by_currency"), dims=("currency",)),
+        money_ratio_by_currency("average_order_value", "revenue_micros", "orders_by_currency"), dims=("currency",),
+        counters=(Counted("orders_by_currency", "orders_by_currency", "currency"),)),
     Kpi("units_per_order", "sales", "average", "units / orders", "Shopify units per transaction",
         ratio("units_per_order", "units", "orders"), counters=("units",)),
     Kpi("gross_profit", "sales", "currency", "revenue - cost over orders where every item has a unit_cost",
-        "Shopify gross profit", money_by_currency("gross_profit", "profit_micros"), dims=("currency",)),
+        "Shopify gross profit", money_by_currency("gross_profit", "profit_micros"), dims=("currency",), money_sum=True,
+        # Profit can be negative, and a counter only goes up: export its parts instead.
+        counters=(Counted("costed_revenue", "costed_revenue_micros", "currency", MICROS),
+                  Counted("cost", "cost_micros", "currency", MICROS))),
     Kpi("gross_margin", "sales", "ratio", "gross_profit / revenue of those orders", "Shopify gross margin",
         _gross_margin, dims=("currency",)),
     Kpi("cancellations", "sales", "count", "order_cancelled events", "Shopify cancelled orders",
         count("cancellations", "cancellations"), counters=("cancellations",)),
     Kpi("refunds", "sales", "count", "order_refunded events", "Shopify returns", count("refunds", "refunds"), counters=("refunds",)),
     Kpi("refund_amount", "sales", "currency", "sum of refund_amount, per currency", "Shopify returns amount",
-        money_by_currency("refund_amount", "refund_micros"), dims=("currency",)),
+        money_by_currency("refund_amount", "refund_micros"), dims=("currency",), money_sum=True,
+        counters=(Counted("refund_amount", "refund_micros", "currency", MICROS),)),
     Kpi("refund_rate", "sales", "ratio", "refunds / orders", "Shopify return rate", ratio("refund_rate", "refunds", "orders")),
     Kpi("new_customer_orders", "sales", "count", "orders of first-time customers (`is_first_order`, else first sight)",
         "Shopify first-time customers", count("new_customer_orders", "new_customer_orders"), counters=("new_customer_orders",)),
@@ -332,6 +350,16 @@ CATALOGUE: tuple[Kpi, ...] = (
 )
 
 BY_KEY = {kpi.key: kpi for kpi in CATALOGUE}
+
+
+def counters() -> list[Counted]:
+    """Every counter of the catalogue, once, by name."""
+    specs = {}
+    for kpi in CATALOGUE:
+        for spec in kpi.counters:
+            spec = Counted(spec, spec) if isinstance(spec, str) else spec
+            specs[spec.name] = spec
+    return sorted(specs.values(), key=lambda c: c.name)
 # Which families a cross KPI needs, besides `sales`.
 CROSS_NEEDS = {"revenue_per_visitor": "traffic", "hit_rate": "support"}
 

@@ -17,7 +17,7 @@ from typing import Iterable
 import orjson
 
 from .engine import Progress, Snapshot
-from .kpis import CROSS_NEEDS, Context, Value, compute_family, BY_KEY
+from .kpis import BY_KEY, CATALOGUE, CROSS_NEEDS, Context, Value, compute_family
 from .measures import Measures
 from .settings import Settings, window_label
 
@@ -34,6 +34,13 @@ class WindowResult:
     final: bool
     values: list[Value]
     measures: Measures | None = None  # the merged measures (counters are fed from these)
+    computed: tuple[str, ...] | None = None  # the KPIs it covers, when not its whole family
+
+    def kpis(self) -> tuple[str, ...]:
+        """Every KPI this result holds the current window's values of (some may have none)."""
+        if self.computed is not None:
+            return self.computed
+        return tuple(kpi.key for kpi in CATALOGUE if kpi.family == self.family)
 
     @property
     def end_ms(self) -> int:
@@ -178,14 +185,18 @@ class Merger:
         self.changed.add(_key("f", *key))
         sales = self.finals.get(("sales", size, start))
         values = []
+        computed = []
         for kpi_key, partner in CROSS_NEEDS.items():
             other = self.finals.get((partner, size, start))
             if sales is None or other is None or family not in ("sales", partner):
                 continue
             if BY_KEY[kpi_key].insight and size != self.sizes[-1]:
                 continue
+            computed.append(kpi_key)
             values.extend(BY_KEY[kpi_key].compute(sales, Context(self.context.label_cap, self.context.top_n, {partner: other})))
-        return [WindowResult("cross", size, start, True, values)] if values else []
+        # Sent even with no values (no orders): the exporter then drops the previous window's
+        # series of exactly these KPIs instead of showing them as current.
+        return [WindowResult("cross", size, start, True, values, computed=tuple(computed))] if computed else []
 
     def _prune_finals(self, through: int) -> None:
         """Drop kept finals once every partner family has also passed that window."""

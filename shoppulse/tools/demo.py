@@ -43,10 +43,10 @@ from .view import Board
 
 # Short timings so that closed 1 m windows, including the session KPIs, appear within
 # about two minutes: a session's KPIs are final once it has been idle for the session
-# timeout, so the generated shoppers think for ~2 s between steps (median) instead of
+# timeout, so the generated shoppers think for a median 1 s between steps instead of
 # ~15 s, and a session ends after 15 s of silence instead of GA4's 30 min.
 DEMO_SETTINGS = {"grace_seconds": 5.0, "idle_timeout_seconds": 10.0, "session_timeout_seconds": 15.0}
-THINK_TIME_S = 2.0
+THINK_TIME_S = 1.0
 STOP_TIMEOUT_S = 20.0
 
 
@@ -149,7 +149,7 @@ class Demo:
         self.console.print(
             f"demo timings: grace {s.grace_seconds:g} s, idle timeout {s.idle_timeout_seconds:g} s, session timeout "
             f"{s.session_timeout_seconds:g} s (shoppers think ~{THINK_TIME_S:g} s per step): 1 m windows close about "
-            "a minute after they end.",
+            "1-1.5 minutes after they end (once their longest session has ended).",
             style="dim",
         )
 

@@ -163,6 +163,8 @@ class Board:
         latest = closed[-1] if closed else None
         for label, kpi, dims in rows:
             goal = self.goals.get(kpi)
+            if goal and dims is not None and not goal.applies_to(dims):
+                goal = None  # e.g. the first-response goal is on p90, not on the p50 row
             if dims is None:  # one row per currency
                 values = latest.per_label(kpi, "currency") if latest else {}
                 for currency, value in values.items() or [("", None)]:
