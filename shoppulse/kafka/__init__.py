@@ -5,6 +5,7 @@ Used by `shoppulse kafka`, `shoppulse demo` and the pytest `kafka_broker` fixtur
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -120,6 +121,8 @@ class LocalKafka:
     # SCRAM users {name: password}: adds a SASL_PLAINTEXT listener on `sasl_port`.
     scram_users: dict[str, str] = field(default_factory=dict)
     sasl_port: int | None = None
+    # KRaft cluster id: 16 random bytes in URL-safe base64, so about 1 in 64 starts with "-".
+    cluster_id: str = field(default_factory=lambda: _new_cluster_id())
     process: subprocess.Popen | None = None
 
     @property
@@ -196,7 +199,8 @@ class LocalKafka:
         if not meta.exists():
             # A fresh data dir must be formatted with a cluster id; SCRAM users are bootstrapped here.
             fmt = [java, *java_opts, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                   "-t", _cluster_id(), "-c", str(config)]  # fmt: skip
+                   f"--cluster-id={self.cluster_id}", "-c", str(config)]  # fmt: skip
+            # "--cluster-id=ID", not "-t ID": argparse would read an id starting with "-" as a flag.
             for user, password in self.scram_users.items():
                 for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
                     fmt += ["--add-scram", f"{mech}=[name={user},password={password}]"]
@@ -242,9 +246,7 @@ class LocalKafka:
         self.stop()
 
 
-def _cluster_id() -> str:
-    import base64
-
+def _new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
