@@ -13,7 +13,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shoppulse.kafka import LocalKafka, free_port
 
@@ -82,6 +83,9 @@ class Namespace:
     def read_topic(self, topic: str, *, quiet_seconds: float = 10.0, timeout: float = 240.0, until=None) -> list[dict]:
         return asyncio.run(read_topic(self.broker, topic, quiet_seconds=quiet_seconds, timeout=timeout, until=until))
 
+    def read_to_end(self, topic: str, timeout: float = 60.0) -> list[dict]:
+        return asyncio.run(read_to_end(self.broker, topic, timeout=timeout))
+
 
 async def read_topic(broker: str, topic: str, *, quiet_seconds: float, timeout: float, until=None) -> list[dict]:
     """Read JSON records from the start until `until(records)` is true and nothing new came for
@@ -104,6 +108,34 @@ async def read_topic(broker: str, topic: str, *, quiet_seconds: float, timeout: 
     finally:
         await consumer.stop()
     return records
+
+
+async def read_to_end(broker: str, topic: str, *, timeout: float) -> list[dict]:
+    """Every JSON record of a topic that is no longer written to: read up to its end offsets."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        (described,) = await asyncio.wait_for(admin.describe_topics([topic]), timeout)
+    finally:
+        await admin.close()
+    if described["error_code"]:  # the topic does not exist: nothing was written
+        return []
+    tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[dict] = []
+        deadline = time.monotonic() + timeout
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+            assert time.monotonic() < deadline, f"{topic}: {len(records)} records read in {timeout:.0f} s, short of {ends}"
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(orjson.loads(m.value) for m in messages)
+        return records
+    finally:
+        await consumer.stop()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from shoppulse.streams.events import EVENT_TYPES, REASONS, InvalidEvent, parse
 
-NOW_MS = 1_800_000_000_000
+NOW_MS = 4_102_444_800_000  # 2100-01-01: "future" payloads stay in the future whatever the date of the run
 VALID = {
     "clickstream": {"event_id": "e1", "event_type": "page_view", "ts": NOW_MS - 1000, "session_id": "s", "visitor_id": "v"},
     "orders": {"event_id": "e1", "event_type": "order_placed", "ts": NOW_MS - 1000, "order_id": "o", "customer_id": "c"},

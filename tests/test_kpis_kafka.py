@@ -7,6 +7,8 @@ the same events: counts and ratios exactly, sketched quantiles within 1 %.
 
 from __future__ import annotations
 
+import signal
+import time
 import urllib.request
 from collections import defaultdict
 from datetime import datetime
@@ -145,8 +147,43 @@ def test_two_workers_share_the_partitions_and_stay_exact(namespace, tmp_path):
     _assert_matches(ns, events)
     for name, worker in zip(("w0", "w1"), workers):
         assert "Traceback" not in ns.worker_log(name), ns.worker_log(name)
-        with urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=10) as response:
-            scrape = response.read().decode()
-        processed = sum(float(line.rsplit(" ", 1)[1]) for line in scrape.splitlines()
-                        if line.startswith("shoppulse_events_total{") and 'outcome="ok"' in line)  # fmt: skip
-        assert processed > 0, f"{name} processed no events: the partitions were not shared"
+        assert _events_total(worker) > 0, f"{name} processed no events: the partitions were not shared"
+        # The traffic has no late events: any here were made late by a rebalance pause.
+        assert _events_total(worker, "late") == 0, f"{name} dead-lettered events as late"
+
+
+def test_worker_stalled_mid_backlog_for_longer_than_the_idle_timeout_loses_nothing(namespace, tmp_path):
+    """A worker that stops (GC, CPU starvation, a slow broker) while records wait unread must not
+    take the pause for an idle source: its watermark would jump to the wall clock and the rest of
+    the backlog would be dead-lettered as late."""
+    config = GeneratorConfig(rate=8, seed=7)
+    events = [(s, msgspec.to_builtins(e)) for s, e in generate_events(config, start_ms=1_700_000_000_000, duration_s=3600)]
+    path = tmp_path / "generated.jsonl"
+    path.write_bytes(b"".join(orjson.dumps({**e, "topic": s}) + b"\n" for s, e in events))
+    ns = namespace(idle_timeout_seconds=3)
+    assert ns.shoppulse("replay", "jsonl", str(path), "--quiet").returncode == 0
+    worker = ns.start_worker()
+    deadline = time.monotonic() + 120
+    while _events_total(worker) < len(events) // 10:
+        assert time.monotonic() < deadline and worker.poll() is None, ns.worker_log()
+        time.sleep(0.1)
+    worker.send_signal(signal.SIGSTOP)
+    time.sleep(8)  # well past the 3 s idle timeout
+    worker.send_signal(signal.SIGCONT)
+    assert _events_total(worker) < len(events) * 0.9, "the backlog was nearly done before the stall"
+    _assert_matches(ns, events)
+    assert _events_total(worker, "late") == 0, "events dead-lettered as late after the stall"
+
+
+def _scrape(worker) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def _events_total(worker, outcome: str = "ok") -> float:
+    try:
+        scrape = _scrape(worker)
+    except OSError:  # not listening yet
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in scrape.splitlines()
+               if line.startswith("shoppulse_events_total{") and f'outcome="{outcome}"' in line)  # fmt: skip

@@ -15,6 +15,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from ..streams.engine import ENGINES, PartitionEngine
@@ -135,12 +136,27 @@ class SourcePipeline:
             # (after its idle timeout), or its families would never finalise.
             self.engine(partition)
         worst = 0.0
-        for engine in list(self.engines.values()):
-            engine.tick(now_ms)
+        for partition, engine in list(self.engines.items()):
+            engine.tick(now_ms, behind=self._behind(partition))
             await self.send_partials(engine, snapshots_of_open=True)
             worst = max(worst, (now_ms - engine.watermark.value) / 1000)
         if self.engines:
             self.metrics.watermark_lag.labels(self.topic_name).set(worst)
+
+    def _behind(self, partition: int) -> bool:
+        """Whether records of the partition wait unread here, or that can't be told (mid-rebalance,
+        before the first fetch). The highwater is the consumer's last fetch response: no network call."""
+        try:
+            highwater = self.app.consumer.highwater(TP(self.topic_name, partition))
+        except (AssertionError, ConsumerNotStarted):  # aiokafka asserts the partition is assigned
+            return True
+        if highwater is None:
+            return True
+        position = self.next_offset.get(partition)
+        if position is not None:
+            return highwater > position
+        # Nothing processed since this worker got the partition: the committed offset decides.
+        return highwater > 0 and self.lag_by_partition.get(partition) != 0
 
     def _assigned(self) -> set[int]:
         """This worker's partitions of the topic, once their state is recovered (never during a rebalance)."""

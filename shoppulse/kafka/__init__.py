@@ -86,10 +86,21 @@ def ensure_jars(progress=None) -> Path:
     return target
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports on 127.0.0.1: all sockets stay bound until every port is picked,
+    so the kernel can't hand out one port twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def port_in_use(port: int) -> bool:
@@ -177,16 +188,18 @@ class LocalKafka:
     def start(self, timeout: float = 90.0) -> "LocalKafka":
         java = _require("java", INSTALL_JAVA)
         libs = ensure_jars()
-        if self.port == 0:
-            self.port = free_port()
-        elif port_in_use(self.port):
+        if self.port != 0 and port_in_use(self.port):
             raise KafkaSetupError(
                 f"Port {self.port} on 127.0.0.1 is already taken (another Kafka?). "
                 "Pick another with --port N, or --port 0 for a free one."
             )
+        # Up to three ports are needed; five leave room for any that equal a given one.
+        spare = [p for p in free_ports(5) if p not in (self.port, self.sasl_port)]
+        controller_port = spare.pop()
+        if self.port == 0:
+            self.port = spare.pop()
         if self.scram_users and not self.sasl_port:
-            self.sasl_port = free_port()
-        controller_port = free_port()
+            self.sasl_port = spare.pop()
         self.data_dir = Path(self.data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "server.properties"

@@ -143,10 +143,10 @@ class PartitionEngine:
         self._close()
         return result
 
-    def tick(self, wall_ms: int | None = None) -> None:
-        """Called every second: idle watermark advance."""
+    def tick(self, wall_ms: int | None = None, behind: bool = False) -> None:
+        """Called every second: idle watermark advance (`behind`: records of this partition wait unread)."""
         wall_ms = int(time.time() * 1000) if wall_ms is None else wall_ms
-        if self.watermark.idle_advance(wall_ms):
+        if self.watermark.idle_advance(wall_ms, behind):
             self._close()
 
     def take_outbox(self, snapshots_of_open: bool) -> list[Snapshot | Progress]:

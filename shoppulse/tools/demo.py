@@ -31,7 +31,7 @@ import orjson
 from rich.console import Console
 from rich.live import Live
 
-from ..kafka import LocalKafka, free_port, port_in_use
+from ..kafka import LocalKafka, free_ports, port_in_use
 from ..streams.goals import goals
 from ..streams.settings import load_settings
 from ..streams.topics import ensure_topics
@@ -89,9 +89,10 @@ class Demo:
         self.tty = sys.stdout.isatty() and not args.no_tty
         self.workdir = Path(tempfile.mkdtemp(prefix="shoppulse-demo-"))
         tag = uuid.uuid4().hex[:6]
+        metrics_port, self.prometheus_port, self.kafka_port = free_ports(3)
         self.settings = load_settings(args.config, {**DEMO_SETTINGS, "app_id": f"shoppulse-demo-{tag}",
-                                                    "metrics_port": args.metrics_port or free_port()})  # fmt: skip
-        self.prometheus_port = args.prometheus_port or free_port()
+                                                    "metrics_port": args.metrics_port or metrics_port})  # fmt: skip
+        self.prometheus_port = args.prometheus_port or self.prometheus_port
         if args.broker:
             self.settings.broker = args.broker
             # A shared broker may hold earlier demos' topics: use fresh ones.
@@ -134,7 +135,7 @@ class Demo:
             from ..cli import fetch_jars_with_progress
 
             await asyncio.to_thread(fetch_jars_with_progress)
-            self.broker = LocalKafka(port=free_port(), data_dir=self.workdir / "kafka")
+            self.broker = LocalKafka(port=self.kafka_port, data_dir=self.workdir / "kafka")
             started = time.monotonic()
             await asyncio.to_thread(self.broker.start)
             s.broker = self.broker.bootstrap
