@@ -93,7 +93,7 @@ class ResultsPipeline:
 
 def wire(app: faust.App, settings: Settings, partials: faust.TopicT, listeners: list[ResultListener]) -> ResultsPipeline:
     pipeline = ResultsPipeline(app, settings, partials, listeners)
-    batcher = Batcher(settings.batch_max_events, pipeline.process)
+    batcher = Batcher(settings.batch_max_events, pipeline.process, app)
 
     async def merge(stream):
         async for event in stream.noack().events():

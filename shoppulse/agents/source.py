@@ -221,7 +221,7 @@ def wire_source(stream_name: str, app: faust.App, settings: Settings, metrics: M
     """One agent per source topic. Events are acked only after their batch is processed and
     its state written, so a crash replays them (at-least-once, idempotent snapshots)."""
     pipeline = SourcePipeline(app, stream_name, settings, metrics, partials)
-    batcher = Batcher(settings.batch_max_events, pipeline.process)
+    batcher = Batcher(settings.batch_max_events, pipeline.process, app)
 
     async def consume(stream):
         # stream.take_events() can pair a value with the wrong event under load (seen here:
@@ -234,12 +234,28 @@ def wire_source(stream_name: str, app: faust.App, settings: Settings, metrics: M
     return pipeline
 
 
-class Batcher:
-    """Collects events into batches of at most `size`; `flush` (also periodically) processes and acks."""
+async def flush_writes(app: faust.App) -> None:
+    """Wait until every table write and send made so far is acknowledged by the broker.
 
-    def __init__(self, size: int, process):
+    Faust commits the offsets of acked events without waiting for their table writes, and
+    its own `producer.flush()` gives up on the write buffer after 0.1 s without progress
+    (`ProducerBuffer.flush_atmost`). Either can let a rebalance or a crash hand a partition on
+    with its offsets committed but its last state writes still in this process, and then
+    those events are lost. So the buffer is drained here until empty, before any ack."""
+    buffer = app.producer.buffer
+    while buffer.size:
+        await buffer.flush()
+    await app.producer.flush()
+
+
+class Batcher:
+    """Collects events into batches of at most `size`; `flush` (also periodically) processes,
+    waits until the batch's writes are durable, and acks."""
+
+    def __init__(self, size: int, process, app: faust.App):
         self.size = size
         self.process = process
+        self.app = app
         self.events: list[faust.EventT] = []
         self.stream: faust.StreamT | None = None
         self.lock = asyncio.Lock()  # one batch at a time, in arrival order
@@ -267,5 +283,6 @@ class Batcher:
             if not events or self.stream is None:
                 return
             await self.process(self.stream, events)
+            await flush_writes(self.app)
             for event in events:
                 event.ack()
