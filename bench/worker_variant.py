@@ -11,6 +11,9 @@ here, in the benchmark's process, so the project's code is unchanged. Variants:
   `Worker._setup_spinner_handler` sets the root logger to DEBUG, so every `log.debug` in aiokafka
   and Faust builds a LogRecord that the WARN-level handler then drops: the behaviour before
   06cf0c3, to measure that fix against the current code in the same run.
+- `no-flush-writes`: acks each batch without waiting for its writes to be acknowledged by
+  the broker (`agents/source.py` `flush_writes` made a no-op): the code before that fix, to
+  measure what the wait costs.
 """
 
 from __future__ import annotations
@@ -35,7 +38,16 @@ def faust_spinner() -> None:
     faust.worker.Worker.execute_from_commandline = execute_with_spinner
 
 
-VARIANTS = {"stock": lambda: None, "faust-spinner": faust_spinner}
+def no_flush_writes() -> None:
+    from shoppulse.agents import source
+
+    async def no_wait(app) -> None:
+        return None
+
+    source.flush_writes = no_wait
+
+
+VARIANTS = {"stock": lambda: None, "faust-spinner": faust_spinner, "no-flush-writes": no_flush_writes}
 
 
 if __name__ == "__main__":
