@@ -89,10 +89,10 @@ class Demo:
         self.tty = sys.stdout.isatty() and not args.no_tty
         self.workdir = Path(tempfile.mkdtemp(prefix="shoppulse-demo-"))
         tag = uuid.uuid4().hex[:6]
-        metrics_port, self.prometheus_port, self.kafka_port = free_ports(3)
+        metrics_port, prometheus_port, self.kafka_port = free_ports(3)  # picked together: all distinct
         self.settings = load_settings(args.config, {**DEMO_SETTINGS, "app_id": f"shoppulse-demo-{tag}",
                                                     "metrics_port": args.metrics_port or metrics_port})  # fmt: skip
-        self.prometheus_port = args.prometheus_port or self.prometheus_port
+        self.prometheus_port = args.prometheus_port or prometheus_port
         if args.broker:
             self.settings.broker = args.broker
             # A shared broker may hold earlier demos' topics: use fresh ones.
