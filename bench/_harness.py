@@ -4,11 +4,11 @@
 (stream, partition, key, value) tuples: encoded and keyed exactly as `KafkaSink` sends them
 (`streams.events.encode` / `key_of`), partition as aiokafka's default partitioner picks it.
 
-`InProcessPipeline` is what one worker does per batch, minus Faust and Kafka: split the
-batch by partition, parse, `PartitionEngine.process`, `take_changes()` (the state the agent
-writes to its table), `take_outbox()` serialised as partials, then the merge stage
-(`decode_partial`, `Merger.apply`, `Merger.take_changes`, the Prometheus exporter and the
-kpi-results publisher) and the 1-second tick. Each stage's time is accumulated separately.
+`InProcessPipeline` is the core's `Pipeline` driver (the same objects the worker's agents
+drive) plus the worker's outputs: per batch and partition, `feed` (parse and engine), the
+state changes the agent writes to its table (`changes`), the merge stage with the
+Prometheus exporter and the kpi-results publisher (`merge`), and the 1-second tick. Each
+stage's time is accumulated separately.
 """
 
 from __future__ import annotations
@@ -25,22 +25,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from aiokafka.partitioner import murmur2  # noqa: E402
-
-from shoppulse.streams.engine import ENGINES, decode_partial  # noqa: E402
-from shoppulse.streams.events import InvalidEvent, encode, key_of, parse  # noqa: E402
-from shoppulse.streams.exporters import Metrics, PrometheusExporter, ResultsPublisher  # noqa: E402
-from shoppulse.streams.merge import Merger  # noqa: E402
-from shoppulse.streams.settings import Settings  # noqa: E402
+from shoppulse.kafka.partitioner import partition_for  # noqa: E402
+from shoppulse.outputs.prometheus import Metrics, PrometheusExporter  # noqa: E402
+from shoppulse.outputs.publisher import ResultsPublisher  # noqa: E402
+from shoppulse.settings import Settings  # noqa: E402
+from shoppulse.streams.events import STREAMS, encode, key_of  # noqa: E402
+from shoppulse.streams.pipeline import Pipeline, RawRecord  # noqa: E402
 from shoppulse.tools.generate import GeneratorConfig, generate_events  # noqa: E402
 
-STREAMS = ("clickstream", "orders", "tickets")
 HOUR_MS = 3_600_000
-
-
-def kafka_partition(key: bytes, partitions: int) -> int:
-    """aiokafka's DefaultPartitioner (murmur2), as the producer assigns keyed records."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def generate(n: int, *, rate: float, seed: int, partitions: int = 4):
@@ -54,7 +47,7 @@ def generate(n: int, *, rate: float, seed: int, partitions: int = 4):
     records, events = [], []
     for stream, event in generate_events(GeneratorConfig(rate=rate, seed=seed), start_ms, duration_s):
         key = key_of(stream, event).encode()
-        records.append((stream, kafka_partition(key, partitions), key, encode(event)))
+        records.append((stream, partition_for(key, partitions), key, encode(event)))
         events.append((stream, event))
         if len(records) >= n:
             break
@@ -63,28 +56,25 @@ def generate(n: int, *, rate: float, seed: int, partitions: int = 4):
     return records, events, start_ms
 
 
-class InProcessPipeline:
-    STAGES = ("parse", "engine", "changes", "partials", "merge", "tick")
+class InProcessPipeline(Pipeline):
+    """The core's `Pipeline` driver with the worker's outputs (Prometheus exporter, kpi-results
+    publisher) and each stage's time and volume recorded."""
+
+    STAGES = ("feed", "changes", "merge", "tick")
 
     def __init__(self, settings: Settings | None = None):
-        self.settings = settings or Settings()
-        self.engines = {}
-        self.merger = Merger(self.settings)
+        super().__init__(settings)
         self.metrics = Metrics()
         self.publisher = ResultsPublisher()
         self.listeners = [self.publisher, PrometheusExporter(self.metrics, min(self.settings.windows_seconds) * 1000)]
-        self.partials: list[bytes] = []
         self.seconds = dict.fromkeys(self.STAGES, 0.0)
-        self.counts = defaultdict(int)  # accepted, duplicates, late, invalid, partials, results, state_writes
+        self.counts: dict[str, int] = defaultdict(
+            int
+        )  # accepted, duplicates, late, invalid, partials, results, state_writes
         # Largest single record of each kind the worker would produce (Kafka's default limit is 1 MiB).
         self.max_bytes = {"engine_state": 0, "partial": 0, "merge_state": 0}
-
-    def engine(self, stream: str, partition: int):
-        key = (stream, partition)
-        engine = self.engines.get(key)
-        if engine is None:
-            engine = self.engines[key] = ENGINES[stream](partition, self.settings)
-        return engine
+        self.offsets: dict[tuple[str, int], int] = defaultdict(int)
+        self.spent = 0.0  # seconds of the changes and merge stages inside the current call
 
     def run(self, records, batch: int | None = None) -> None:
         """Feed records in order; each stream is batched separately, as its agent does."""
@@ -98,84 +88,65 @@ class InProcessPipeline:
                 self.process_batch(record[0], items)
                 pending[record[0]] = []
                 if time.monotonic() - last_tick >= self.settings.update_interval_seconds:
-                    self.tick()
+                    self.timed_tick()
                     last_tick = time.monotonic()
         for stream, items in pending.items():
             if items:
                 self.process_batch(stream, items)
-        self.tick()
+        self.timed_tick()
 
     def process_batch(self, stream: str, items) -> None:
-        s = self.seconds
-        perf = time.perf_counter
+        """One agent batch: split by partition, then the driver per partition."""
         now_ms = int(time.time() * 1000)
-        by_partition: dict[int, list] = defaultdict(list)
-        for item in items:
-            by_partition[item[1]].append(item[3])
-        for partition, values in by_partition.items():
-            t0 = perf()
-            parsed = []
-            for value in values:
-                try:
-                    parsed.append(parse(stream, value, now_ms=now_ms))
-                except InvalidEvent:
-                    self.counts["invalid"] += 1
-            t1 = perf()
-            engine = self.engine(stream, partition)
-            result = engine.process(parsed, now_ms)
-            t2 = perf()
-            changes = engine.take_changes()
-            t3 = perf()
-            partials = [m.to_bytes() for m in engine.take_outbox(False)]
-            self.partials.extend(partials)
-            t4 = perf()
-            big = self.max_bytes
-            big["engine_state"] = max(big["engine_state"], max((len(v) for v in changes.values() if v), default=0))
-            big["partial"] = max(big["partial"], max(map(len, partials), default=0))
-            s["parse"] += t1 - t0
-            s["engine"] += t2 - t1
-            s["changes"] += t3 - t2
-            s["partials"] += t4 - t3
+        by_partition: dict[int, list[RawRecord]] = defaultdict(list)
+        for stream_name, partition, key, value in items:
+            offset = self.offsets[(stream_name, partition)]
+            self.offsets[(stream_name, partition)] = offset + 1
+            by_partition[partition].append(RawRecord(offset, value, key))
+        for partition, records in by_partition.items():
+            self.spent = 0.0
+            t0 = time.perf_counter()
+            result = self.feed(stream, partition, records, now_ms)
+            self.seconds["feed"] += time.perf_counter() - t0 - self.spent  # parse and engine
             self.counts["accepted"] += result.accepted
             self.counts["duplicates"] += result.duplicates
-            self.counts["late"] += len(result.late)
-            self.counts["state_writes"] += len(changes)
-        self.merge()
+            self.counts["late"] += result.late
+            self.counts["invalid"] += result.invalid
 
-    def merge(self) -> None:
-        if not self.partials:
-            return
+    def on_state(self, stream, partition, changes) -> None:
         t0 = time.perf_counter()
-        messages, self.partials = self.partials, []
-        self.counts["partials"] += len(messages)
-        results = []
-        for data in messages:
-            results.extend(self.merger.apply(decode_partial(data)))
-        changes = self.merger.take_changes()
+        super().on_state(stream, partition, changes)
         self.counts["state_writes"] += len(changes)
         big = self.max_bytes
+        big["engine_state"] = max(big["engine_state"], max((len(v) for v in changes.values() if v), default=0))
+        self._account("changes", time.perf_counter() - t0)
+
+    def on_partials(self, partials) -> None:
+        t0 = time.perf_counter()
+        self.counts["partials"] += len(partials)
+        big = self.max_bytes
+        big["partial"] = max(big["partial"], max((len(v) for _, v in partials), default=0))
+        super().on_partials(partials)
+        changes = self.merge.take_changes()
+        self.counts["state_writes"] += len(changes)
         big["merge_state"] = max(big["merge_state"], max((len(v) for v in changes.values() if v), default=0))
-        big["partial"] = max(big["partial"], max(map(len, messages), default=0))
-        self._emit(results)
-        self.seconds["merge"] += time.perf_counter() - t0
+        self._account("merge", time.perf_counter() - t0)
 
-    def tick(self) -> None:
-        t0 = time.perf_counter()
-        now_ms = int(time.time() * 1000)
-        for engine in self.engines.values():
-            engine.tick(now_ms)
-            self.partials.extend(m.to_bytes() for m in engine.take_outbox(True))
-        self.seconds["tick"] += time.perf_counter() - t0
-        self.merge()
-        t0 = time.perf_counter()
-        self._emit(self.merger.open_updates())
-        self.seconds["tick"] += time.perf_counter() - t0
+    def _account(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] += seconds
+        self.spent += seconds
 
-    def _emit(self, results) -> None:
+    def on_results(self, results) -> None:
         if results:
             for listener in self.listeners:
                 listener.on_results(results)
             self.counts["results"] += len(self.publisher.take())
+
+    def timed_tick(self) -> None:
+        self.spent = 0.0
+        t0 = time.perf_counter()
+        self.tick(int(time.time() * 1000))
+        self.seconds["tick"] += time.perf_counter() - t0 - self.spent
 
 
 def load_average() -> str:
@@ -185,11 +156,14 @@ def load_average() -> str:
 
 def code_version() -> str:
     """HEAD plus whether shoppulse/ had uncommitted changes (other engineers edit this checkout)."""
+
     def git(*args):
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
     dirty = git("status", "--porcelain", "--", "shoppulse")
-    return git("rev-parse", "--short", "HEAD") + (f" + uncommitted changes in {len(dirty.splitlines())} shoppulse/ files" if dirty else "")
+    return git("rev-parse", "--short", "HEAD") + (
+        f" + uncommitted changes in {len(dirty.splitlines())} shoppulse/ files" if dirty else ""
+    )
 
 
 def median_range(values, digits: int = 0) -> str:
@@ -208,6 +182,7 @@ def median(values):
 
 def tottime_by_package(stats) -> list[tuple[str, float, int]]:
     """Own time (tottime) of a pstats.Stats summed by package: where the CPU went."""
+
     def package(filename: str, function: str) -> str:
         if filename == "~":
             return "builtins: " + re.sub(r"^<(built-in )?method |^<|>$", "", function).split(" of ")[0][:40]

@@ -20,7 +20,7 @@ from collections import Counter
 
 import _harness as h
 
-from shoppulse.streams.engine import PartitionEngine
+from shoppulse.streams.engines import PartitionEngine
 
 
 def main() -> None:
@@ -31,8 +31,14 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", metavar="FILE.prof", help="also save the profile")
     parser.add_argument("--memory", action="store_true", help="also a tracemalloc run: state held after N events")
-    parser.add_argument("--scaling", metavar="N1,N2,...", help="only: in-process events/s over the first N1, N2, ... events (3 runs each)")
-    parser.add_argument("--largest", type=int, metavar="K", help="only: the K largest state records (engine and merge stage) by key")
+    parser.add_argument(
+        "--scaling",
+        metavar="N1,N2,...",
+        help="only: in-process events/s over the first N1, N2, ... events (3 runs each)",
+    )
+    parser.add_argument(
+        "--largest", type=int, metavar="K", help="only: the K largest state records (engine and merge stage) by key"
+    )
     args = parser.parse_args()
     if args.largest:
         largest(args)
@@ -49,8 +55,10 @@ def main() -> None:
                 pipeline.run(records[:size])
                 rates.append(size / (time.perf_counter() - started))
             open_sessions = sum(len(getattr(e, "sessions", ())) for e in pipeline.engines.values())
-            print(f"{size:>9,} events: {h.median_range(rates)} events/s; open sessions at the end {open_sessions:,}; "
-                  f"load {h.load_average()}")  # fmt: skip
+            print(
+                f"{size:>9,} events: {h.median_range(rates)} events/s; open sessions at the end {open_sessions:,}; "
+                f"load {h.load_average()}"
+            )
         return
 
     print(f"load average {h.load_average()}; code {h.code_version()}")
@@ -80,15 +88,21 @@ def main() -> None:
     finally:
         PartitionEngine.take_changes = original
     n = len(records)
-    print(f"unprofiled: {n / seconds:,.0f} events/s ({seconds:.2f} s); stages (s): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in pipeline.seconds.items()))  # fmt: skip
+    print(
+        f"unprofiled: {n / seconds:,.0f} events/s ({seconds:.2f} s); stages (s): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in pipeline.seconds.items())
+    )
     print(f"counts: {dict(pipeline.counts)}")
     print("engine state written back per event (a changelogged table write each, in the worker):")
     for kind, count in writes.most_common():
-        print(f"  {kind:5} {count / n:6.3f} writes/event, {written[kind] / count:9.0f} B mean, "
-              f"{written[kind] / n:7.1f} B/event")  # fmt: skip
-    print(f"  total {sum(writes.values()) / n:6.3f} writes/event, {sum(written.values()) / n:7.1f} B/event "
-          f"(input: {sum(len(r[3]) for r in records) / n:.0f} B/event)")  # fmt: skip
+        print(
+            f"  {kind:5} {count / n:6.3f} writes/event, {written[kind] / count:9.0f} B mean, "
+            f"{written[kind] / n:7.1f} B/event"
+        )
+    print(
+        f"  total {sum(writes.values()) / n:6.3f} writes/event, {sum(written.values()) / n:7.1f} B/event "
+        f"(input: {sum(len(r[3]) for r in records) / n:.0f} B/event)"
+    )
 
     profiler = cProfile.Profile()
     pipeline = h.InProcessPipeline()
@@ -105,7 +119,7 @@ def main() -> None:
         stats.sort_stats(order).print_stats(args.top)
         text = out.getvalue()
         print(f"\n=== top {args.top} by {order} ===")
-        print(text[text.index("   ncalls"):].rstrip())
+        print(text[text.index("   ncalls") :].rstrip())
     if args.memory:
         memory(records)
     print("\n=== own time by module ===")
@@ -144,8 +158,10 @@ def largest(args) -> None:
     pipeline = h.InProcessPipeline()
     pipeline.run(records)
     finals = sorted(key for stage, key in biggest if key.startswith("f|") and f"|{h.HOUR_MS}|" in key)
-    print(f"{len(records):,} events from {start_ms} (an hour boundary), {time.perf_counter() - started:.0f} s; "
-          f"final 1 h windows: {finals or 'none'}")
+    print(
+        f"{len(records):,} events from {start_ms} (an hour boundary), {time.perf_counter() - started:.0f} s; "
+        f"final 1 h windows: {finals or 'none'}"
+    )
     print(f"largest record of each kind (harness): {pipeline.max_bytes}")
     for (stage, key), size in sorted(biggest.items(), key=lambda x: -x[1])[: args.largest]:
         flag = "  ** over 1 MiB **" if size > 1_048_576 else ""
@@ -167,11 +183,15 @@ def memory(records) -> None:
     ids = sum(len(e.seen_ids) for e in pipeline.engines.values())
     windows = sum(len(e.windows) for e in pipeline.engines.values())
     print(f"\n=== memory (tracemalloc) after {n:,} events ===")
-    print(f"held {current / 2**20:.0f} MB ({current / n:.0f} B/event), peak {peak / 2**20:.0f} MB; "
-          f"open sessions {sessions:,}, visitors seen {visitors:,}, dedup ids {ids:,}, open windows {windows:,}")  # fmt: skip
+    print(
+        f"held {current / 2**20:.0f} MB ({current / n:.0f} B/event), peak {peak / 2**20:.0f} MB; "
+        f"open sessions {sessions:,}, visitors seen {visitors:,}, dedup ids {ids:,}, open windows {windows:,}"
+    )
     for stat in after.compare_to(before, "lineno")[:12]:
         frame = stat.traceback[0]
-        print(f"  {stat.size_diff / 2**20:7.1f} MB {stat.count_diff:>10,} blocks  {frame.filename.split('/work/main/')[-1]}:{frame.lineno}")
+        print(
+            f"  {stat.size_diff / 2**20:7.1f} MB {stat.count_diff:>10,} blocks  {frame.filename.split('/work/main/')[-1]}:{frame.lineno}"
+        )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import json
 import logging
 import os
@@ -44,11 +46,11 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-from shoppulse.kafka import KAFKA_VERSION, LocalKafka, free_port
-from shoppulse.streams.settings import Settings
+from shoppulse.kafka.broker import KAFKA_VERSION, LocalKafka, free_port
+from shoppulse.settings import Settings
 from shoppulse.tools.sink import KafkaSink
 
-EVENTS_TOTAL = re.compile(r'^shoppulse_events_total\{([^}]*)\} ([0-9.e+]+)$', re.M)
+EVENTS_TOTAL = re.compile(r"^shoppulse_events_total\{([^}]*)\} ([0-9.e+]+)$", re.M)
 
 
 def namespace(broker: str, tag: str) -> tuple[Settings, dict[str, str]]:
@@ -76,10 +78,14 @@ async def end_offsets(broker: str, topics: list[str]) -> dict[TopicPartition, in
     consumer = AIOKafkaConsumer(bootstrap_servers=broker)
     await consumer.start()
     try:
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer._client.cluster.partitions_for_topic(t) or ())]
+        tps = [
+            TopicPartition(t, p) for t in topics for p in sorted(consumer._client.cluster.partitions_for_topic(t) or ())
+        ]
         if not tps:
             await consumer._client.force_metadata_update()
-            tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer._client.cluster.partitions_for_topic(t))]
+            tps = [
+                TopicPartition(t, p) for t in topics for p in sorted(consumer._client.cluster.partitions_for_topic(t))
+            ]
         return await consumer.end_offsets(tps)
     finally:
         await consumer.stop()
@@ -90,8 +96,9 @@ async def ceiling(broker: str, topics: list[str], n: int) -> dict:
     me = psutil.Process()
     cpu0 = sum(me.cpu_times()[:2])
     t0 = time.perf_counter()
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=broker, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=broker, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     count, nbytes, first = 0, 0, None
     try:
@@ -108,8 +115,15 @@ async def ceiling(broker: str, topics: list[str], n: int) -> dict:
     finally:
         end = time.perf_counter()
         await consumer.stop()
-    return {"records": count, "bytes": nbytes, "total_s": end - t0, "from_first_s": end - first,
-            "eps": n / (end - first), "eps_total": n / (end - t0), "cpu_s": sum(me.cpu_times()[:2]) - cpu0}  # fmt: skip
+    return {
+        "records": count,
+        "bytes": nbytes,
+        "total_s": end - t0,
+        "from_first_s": end - first,
+        "eps": n / (end - first),
+        "eps_total": n / (end - t0),
+        "cpu_s": sum(me.cpu_times()[:2]) - cpu0,
+    }
 
 
 def scrape_events(port: int, topics: set[str]) -> float | None:
@@ -134,9 +148,19 @@ async def committed(admin: AIOKafkaAdminClient, group: str, ends: dict[TopicPart
     return sum(min(meta.offset, ends[tp]) for tp, meta in offsets.items() if tp in ends and meta.offset >= 0)
 
 
-async def worker_run(broker: str, env_extra: dict[str, str], ends: dict[TopicPartition, int], workdir: Path,
-                     run_tag: str, broker_pid: int | None, timeout: float, profile: Path | None,
-                     keep_logs: str | None = None, kafka_logs: Path | None = None, variant: str | None = None) -> dict:  # fmt: skip
+async def worker_run(
+    broker: str,
+    env_extra: dict[str, str],
+    ends: dict[TopicPartition, int],
+    workdir: Path,
+    run_tag: str,
+    broker_pid: int | None,
+    timeout: float,
+    profile: Path | None,
+    keep_logs: str | None = None,
+    kafka_logs: Path | None = None,
+    variant: str | None = None,
+) -> dict:
     n = sum(ends.values())
     topics = {tp.topic for tp in ends}
     app_id = f"bench-{run_tag}"
@@ -144,9 +168,22 @@ async def worker_run(broker: str, env_extra: dict[str, str], ends: dict[TopicPar
     env = dict(os.environ, **env_extra, SHOPPULSE_APP_ID=app_id)
     data_dir = workdir / app_id
     log_path = workdir / f"{app_id}.log"
-    entry = ["-m", "shoppulse.cli"] if variant is None else [str(Path(__file__).resolve().parent / "worker_variant.py"), variant]
-    command = [sys.executable, *entry, "worker", "--data-dir", str(data_dir),
-               "--metrics-port", str(port), "--metrics-host", "127.0.0.1"]  # fmt: skip
+    entry = (
+        ["-m", "shoppulse.cli"]
+        if variant is None
+        else [str(Path(__file__).resolve().parent / "worker_variant.py"), variant]
+    )
+    command = [
+        sys.executable,
+        *entry,
+        "worker",
+        "--data-dir",
+        str(data_dir),
+        "--metrics-port",
+        str(port),
+        "--metrics-host",
+        "127.0.0.1",
+    ]
     if profile:
         command[1:1] = ["-m", "cProfile", "-o", str(profile)]
     broker_proc = psutil.Process(broker_pid) if broker_pid else None
@@ -209,24 +246,36 @@ async def worker_run(broker: str, env_extra: dict[str, str], ends: dict[TopicPar
     steady = steady_rate(samples, n)
     written = await worker_output(broker, app_id, kafka_logs)
     log_text = log_path.read_text(errors="replace")
-    warnings = [l for l in log_text.splitlines() if re.search(r"WARNING|ERROR", l)]
+    warnings = [line for line in log_text.splitlines() if re.search(r"WARNING|ERROR", line)]
     # Longest time events_total stood still between the first event and N (it moves once per batch).
     stalled, since = 0.0, None
-    for a, b in zip(samples, samples[1:]):
+    for a, b in itertools.pairwise(samples):
         if t_first is not None and a[0] >= t_first and a[1] < n and b[1] == a[1]:
             since = a[0] if since is None else since
             stalled = max(stalled, b[0] - since)
         else:
             since = None
     return {
-        "app_id": app_id, "total_s": t_done, "first_event_s": t_first, "processed_s": t_processed,
-        "eps_total": n / t_done, "eps_from_first": n / (t_done - t_first), "eps_steady": steady,
-        "peak_rss_mb": peak_rss / 2**20, "rss_mb_at_pct": {k: v / 2**20 for k, v in sorted(rss_at.items())}, "cpu_s": cpu, "cpu_util": cpu / t_done,
-        "broker_cpu_s": broker_cpu, "stalled_s": stalled, "written": written, "shutdown_s": shutdown_s,
+        "app_id": app_id,
+        "total_s": t_done,
+        "first_event_s": t_first,
+        "processed_s": t_processed,
+        "eps_total": n / t_done,
+        "eps_from_first": n / (t_done - t_first),
+        "eps_steady": steady,
+        "peak_rss_mb": peak_rss / 2**20,
+        "rss_mb_at_pct": {k: v / 2**20 for k, v in sorted(rss_at.items())},
+        "cpu_s": cpu,
+        "cpu_util": cpu / t_done,
+        "broker_cpu_s": broker_cpu,
+        "stalled_s": stalled,
+        "written": written,
+        "shutdown_s": shutdown_s,
         "killed_after_sigterm": killed,
-        "buffer_full_warnings": sum("producer buffer full" in l for l in warnings),
-        "log_warnings": len(warnings), "log_sample": sorted({re.sub(r"[0-9]+", "N", l)[-160:] for l in warnings})[:8],
-    }  # fmt: skip
+        "buffer_full_warnings": sum("producer buffer full" in line for line in warnings),
+        "log_warnings": len(warnings),
+        "log_sample": sorted({re.sub(r"[0-9]+", "N", line)[-160:] for line in warnings})[:8],
+    }
 
 
 async def worker_output(broker: str, app_id: str, kafka_logs: Path | None) -> dict[str, list]:
@@ -247,7 +296,7 @@ async def worker_output(broker: str, app_id: str, kafka_logs: Path | None) -> di
         size = None
         if kafka_logs:
             size = sum(f.stat().st_size for d in kafka_logs.glob(f"{topic}-*") for f in d.glob("*.log"))
-        out[topic[len(app_id) + 1:]] = [records, size]
+        out[topic[len(app_id) + 1 :]] = [records, size]
     return out
 
 
@@ -265,27 +314,38 @@ def inprocess_run(records) -> dict:
     started = time.perf_counter()
     pipeline.run(records)
     seconds = time.perf_counter() - started
-    return {"s": seconds, "eps": len(records) / seconds, "stages": pipeline.seconds, "counts": dict(pipeline.counts),
-            "max_record_bytes": pipeline.max_bytes}  # fmt: skip
+    return {
+        "s": seconds,
+        "eps": len(records) / seconds,
+        "stages": pipeline.seconds,
+        "counts": dict(pipeline.counts),
+        "max_record_bytes": pipeline.max_bytes,
+    }
 
 
 def machine() -> dict:
     model = "?"
-    try:
-        model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError, StopIteration):
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
-    return {"cores": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-            "kafka": KAFKA_VERSION, "java": java[0] if java else "?",
-            "mem_gb": round(psutil.virtual_memory().total / 2**30, 1), "code": h.code_version()}  # fmt: skip
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "kafka": KAFKA_VERSION,
+        "java": java[0] if java else "?",
+        "mem_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "code": h.code_version(),
+    }
 
 
 async def main(args) -> int:
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retries right after topic creation are expected
     info = machine()
-    print(f"machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}, Kafka {info['kafka']}, "
-          f"{info['java']}, {info['mem_gb']} GB; code {info['code']}")  # fmt: skip
+    print(
+        f"machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}, Kafka {info['kafka']}, "
+        f"{info['java']}, {info['mem_gb']} GB; code {info['code']}"
+    )
     workdir = Path(tempfile.mkdtemp(prefix="shoppulse-bench-"))
     broker = None
     try:
@@ -302,11 +362,13 @@ async def main(args) -> int:
             key, _, value = item.partition("=")
             env[key] = value
         t = time.perf_counter()
-        records, events, start_ms = h.generate(args.events, rate=args.rate, seed=args.seed)
+        records, events, _start_ms = h.generate(args.events, rate=args.rate, seed=args.seed)
         by_stream = {s: sum(1 for r in records if r[0] == s) for s in h.STREAMS}
         mean_bytes = sum(len(r[3]) for r in records) / len(records)
-        print(f"generated {len(records):,} events in {time.perf_counter() - t:.1f} s (seed {args.seed}, "
-              f"{args.rate:g} ev/s of event time, {(records and mean_bytes):.0f} B mean value): {by_stream}")  # fmt: skip
+        print(
+            f"generated {len(records):,} events in {time.perf_counter() - t:.1f} s (seed {args.seed}, "
+            f"{args.rate:g} ev/s of event time, {(records and mean_bytes):.0f} B mean value): {by_stream}"
+        )
         produce_s = await produce(settings, events)
         del events
         source_topics = [settings.topics.source(s) for s in h.STREAMS]
@@ -323,31 +385,53 @@ async def main(args) -> int:
             c = await ceiling(address, source_topics, n)
             c["load"] = load
             runs["ceiling"].append(c)
-            print(f"[{i + 1}/{args.repeat}] load {load} | ceiling {c['eps']:,.0f} ev/s "
-                  f"(read in {c['from_first_s']:.2f} s, {c['total_s']:.2f} s with start), cpu {c['cpu_s']:.1f} s")  # fmt: skip
-            for variant in ([] if args.skip_worker else variants):
+            print(
+                f"[{i + 1}/{args.repeat}] load {load} | ceiling {c['eps']:,.0f} ev/s "
+                f"(read in {c['from_first_s']:.2f} s, {c['total_s']:.2f} s with start), cpu {c['cpu_s']:.1f} s"
+            )
+            for variant in [] if args.skip_worker else variants:
                 load = h.load_average()
                 profile = workdir / f"worker-{i}.prof" if args.profile_worker else None
                 run_tag = f"{tag}-r{i}" + (f"-{variant}" if variant else "")
-                w = await worker_run(address, env, ends, workdir, run_tag, broker_pid, args.timeout, profile,
-                                     args.keep_logs, workdir / "kafka" / "logs" if broker else None,
-                                     variant)  # fmt: skip
+                w = await worker_run(
+                    address,
+                    env,
+                    ends,
+                    workdir,
+                    run_tag,
+                    broker_pid,
+                    args.timeout,
+                    profile,
+                    args.keep_logs,
+                    workdir / "kafka" / "logs" if broker else None,
+                    variant,
+                )
                 w["load"] = load
                 w["variant"] = variant or "stock"
                 runs["worker"].append(w)
                 broker_cpu = f", broker cpu {w['broker_cpu_s']:.1f} s" if w["broker_cpu_s"] is not None else ""
-                print(f"[{i + 1}/{args.repeat}] load {load} | worker ({w['variant']}) {w['eps_from_first']:,.0f} ev/s from first "
-                      f"event, {w['eps_total']:,.0f} from start, {w['eps_steady'] or 0:,.0f} steady; first event "
-                      f"{w['first_event_s']:.1f} s, all counted {w['processed_s'] or 0:.1f} s, committed "
-                      f"{w['total_s']:.1f} s; peak RSS {w['peak_rss_mb']:.0f} MB, cpu {w['cpu_s']:.1f} s "
-                      f"({w['cpu_util']:.0%} of one core){broker_cpu}; longest pause in events_total {w['stalled_s']:.1f} s; "
-                      f"{w['log_warnings']} log warnings ({w['buffer_full_warnings']} 'producer buffer full')")  # fmt: skip
-                written = ", ".join(f"{t} {r:,}" + (f" ({b / 2**20:.0f} MB)" if b is not None else "")
-                                    for t, (r, b) in w["written"].items())  # fmt: skip
+                print(
+                    f"[{i + 1}/{args.repeat}] load {load} | worker ({w['variant']}) {w['eps_from_first']:,.0f} ev/s from first "
+                    f"event, {w['eps_total']:,.0f} from start, {w['eps_steady'] or 0:,.0f} steady; first event "
+                    f"{w['first_event_s']:.1f} s, all counted {w['processed_s'] or 0:.1f} s, committed "
+                    f"{w['total_s']:.1f} s; peak RSS {w['peak_rss_mb']:.0f} MB, cpu {w['cpu_s']:.1f} s "
+                    f"({w['cpu_util']:.0%} of one core){broker_cpu}; longest pause in events_total {w['stalled_s']:.1f} s; "
+                    f"{w['log_warnings']} log warnings ({w['buffer_full_warnings']} 'producer buffer full')"
+                )
+                written = ", ".join(
+                    f"{t} {r:,}" + (f" ({b / 2**20:.0f} MB)" if b is not None else "")
+                    for t, (r, b) in w["written"].items()
+                )
                 per_event = sum(r for r, _ in w["written"].values()) / n
-                print(f"           SIGTERM to exit: {w['shutdown_s']:.1f} s" + (" (did not exit: killed)" if w["killed_after_sigterm"] else ""))
-                print("           worker RSS at 0/25/50/75/100 % of events: "
-                      + " / ".join(f"{v:.0f}" for v in w["rss_mb_at_pct"].values()) + " MB")
+                print(
+                    f"           SIGTERM to exit: {w['shutdown_s']:.1f} s"
+                    + (" (did not exit: killed)" if w["killed_after_sigterm"] else "")
+                )
+                print(
+                    "           worker RSS at 0/25/50/75/100 % of events: "
+                    + " / ".join(f"{v:.0f}" for v in w["rss_mb_at_pct"].values())
+                    + " MB"
+                )
                 print(f"           worker wrote {per_event:.2f} records per source event: {written}")
                 for line in w["log_sample"]:
                     print(f"           log: {line}")
@@ -359,7 +443,7 @@ async def main(args) -> int:
 
                     rows = h.tottime_by_package(pstats.Stats(str(kept)))
                     total = sum(r[1] for r in rows)
-                    for name, seconds, calls in rows[:15]:
+                    for name, seconds, _calls in rows[:15]:
                         print(f"           {name:48} {seconds:7.2f} s {100 * seconds / total:5.1f} %")
             load = h.load_average()
             p = inprocess_run(records)
@@ -368,14 +452,31 @@ async def main(args) -> int:
             stages = ", ".join(f"{k} {v:.2f}" for k, v in p["stages"].items())
             print(f"[{i + 1}/{args.repeat}] load {load} | in-process {p['eps']:,.0f} ev/s ({p['s']:.2f} s: {stages})")
             big = p["max_record_bytes"]
-            print(f"           largest record: engine state {big['engine_state']:,} B, partial {big['partial']:,} B, "
-                  f"merge state {big['merge_state']:,} B" + ("  ** over the 1 MiB default max_request_size: "
-                  "the worker's producer will fail **" if max(big.values()) > 1_048_576 else ""))  # fmt: skip
+            print(
+                f"           largest record: engine state {big['engine_state']:,} B, partial {big['partial']:,} B, "
+                f"merge state {big['merge_state']:,} B"
+                + (
+                    "  ** over the 1 MiB default max_request_size: the worker's producer will fail **"
+                    if max(big.values()) > 1_048_576
+                    else ""
+                )
+            )
 
         report(runs, n, info)
         if args.json:
-            Path(args.json).write_text(json.dumps({"machine": info, "events": n, "rate": args.rate, "seed": args.seed,
-                                                   "produce_s": produce_s, "runs": runs}, indent=1))  # fmt: skip
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "machine": info,
+                        "events": n,
+                        "rate": args.rate,
+                        "seed": args.seed,
+                        "produce_s": produce_s,
+                        "runs": runs,
+                    },
+                    indent=1,
+                )
+            )
             print(f"raw figures: {args.json}")
     finally:
         if broker:
@@ -386,8 +487,10 @@ async def main(args) -> int:
 
 def report(runs: dict, n: int, info: dict) -> None:
     ceiling = [r["eps"] for r in runs["ceiling"]]
-    rows = [("(a) raw aiokafka ceiling, from first record", ceiling, None),
-            ("    ceiling incl. consumer start", [r["eps_total"] for r in runs["ceiling"]], None)]  # fmt: skip
+    rows = [
+        ("(a) raw aiokafka ceiling, from first record", ceiling, None),
+        ("    ceiling incl. consumer start", [r["eps_total"] for r in runs["ceiling"]], None),
+    ]
     for variant in dict.fromkeys(r["variant"] for r in runs["worker"]):
         w = [r for r in runs["worker"] if r["variant"] == variant]
         tag = "" if variant == "stock" else f" [{variant}]"
@@ -406,8 +509,10 @@ def report(runs: dict, n: int, info: dict) -> None:
     for variant in dict.fromkeys(r["variant"] for r in runs["worker"]):
         w = [r for r in runs["worker"] if r["variant"] == variant]
         print(f"[{variant}] worker time to first event: {h.median_range([r['first_event_s'] for r in w], 1)} s")
-        print(f"worker peak RSS: {h.median_range([r['peak_rss_mb'] for r in w])} MB; "
-              f"CPU: {h.median_range([100 * r['cpu_util'] for r in w])} % of one core")  # fmt: skip
+        print(
+            f"worker peak RSS: {h.median_range([r['peak_rss_mb'] for r in w])} MB; "
+            f"CPU: {h.median_range([100 * r['cpu_util'] for r in w])} % of one core"
+        )
         if w[0]["broker_cpu_s"] is not None:
             print(f"broker CPU during worker runs: {h.median_range([r['broker_cpu_s'] for r in w])} s")
     print(f"load averages at the runs: {sorted({r['load'] for v in runs.values() for r in v})}")
@@ -422,11 +527,21 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=1200.0, help="per worker run, seconds")
     parser.add_argument("--skip-worker", action="store_true", help="only the ceiling and in-process figures")
-    parser.add_argument("--profile-worker", metavar="PREFIX.prof", help="run the worker under cProfile, keep PREFIX.<i>.prof")
-    parser.add_argument("--worker-env", action="append", default=[], metavar="SHOPPULSE_X=V",
-                        help="extra environment for the worker (a setting to try), repeatable")
-    parser.add_argument("--worker-variant", metavar="NAME[,NAME]",
-                        help="worker variants (bench/worker_variant.py) to run in turn each repeat, e.g. stock,faust-spinner")
+    parser.add_argument(
+        "--profile-worker", metavar="PREFIX.prof", help="run the worker under cProfile, keep PREFIX.<i>.prof"
+    )
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="SHOPPULSE_X=V",
+        help="extra environment for the worker (a setting to try), repeatable",
+    )
+    parser.add_argument(
+        "--worker-variant",
+        metavar="NAME[,NAME]",
+        help="worker variants (bench/worker_variant.py) to run in turn each repeat, e.g. stock,faust-spinner",
+    )
     parser.add_argument("--keep-logs", metavar="DIR", help="copy the worker logs here")
     parser.add_argument("--json", metavar="FILE", help="write the raw figures of every run")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shoppulse.kafka import LocalKafka, free_port
+from shoppulse.kafka.broker import LocalKafka, free_port
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -28,8 +28,9 @@ def kafka_broker(tmp_path_factory) -> LocalKafka:
     Its cluster id starts with "-", as about 1 in 64 random ids do: formatting once read such an id as a flag.
     """
     dash_id = base64.urlsafe_b64encode(bytes([0xF8]) + os.urandom(15)).decode().rstrip("=")
-    broker = LocalKafka(port=0, data_dir=tmp_path_factory.mktemp("kafka"), scram_users={"shoppulse": "s3cret"},
-                        cluster_id=dash_id)  # fmt: skip
+    broker = LocalKafka(
+        port=0, data_dir=tmp_path_factory.mktemp("kafka"), scram_users={"shoppulse": "s3cret"}, cluster_id=dash_id
+    )
     broker.start()
     yield broker
     broker.stop()
@@ -53,17 +54,34 @@ class Namespace:
         self.workers: list[subprocess.Popen] = []
 
     def shoppulse(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "shoppulse.cli", *args], env=self.env, capture_output=True,
-                              text=True, timeout=timeout)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "shoppulse.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def start_worker(self, name: str = "w0", metrics_port: int | None = None) -> subprocess.Popen:
         port = metrics_port or free_port()
         log = open(self.tmp_path / f"{name}.log", "w")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shoppulse.cli", "worker", "--data-dir", str(self.tmp_path / name),
-             "--metrics-port", str(port), "--metrics-host", "127.0.0.1"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "shoppulse.cli",
+                "worker",
+                "--data-dir",
+                str(self.tmp_path / name),
+                "--metrics-port",
+                str(port),
+                "--metrics-host",
+                "127.0.0.1",
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         proc.metrics_port = port  # type: ignore[attr-defined]
         self.workers.append(proc)
         return proc
@@ -130,7 +148,9 @@ async def read_to_end(broker: str, topic: str, *, timeout: float) -> list[dict]:
         records: list[dict] = []
         deadline = time.monotonic() + timeout
         while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-            assert time.monotonic() < deadline, f"{topic}: {len(records)} records read in {timeout:.0f} s, short of {ends}"
+            assert time.monotonic() < deadline, (
+                f"{topic}: {len(records)} records read in {timeout:.0f} s, short of {ends}"
+            )
             for messages in (await consumer.getmany(timeout_ms=500)).values():
                 records.extend(orjson.loads(m.value) for m in messages)
         return records

@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Iterable
+from typing import Any
 
 Key = tuple[str, str, str, frozenset]
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MILLI = timedelta(milliseconds=1)
 MICRO = Decimal("0.000001")
 DEFAULT_SLA = {"urgent": 3600, "high": 14400, "normal": 86400, "low": 172800}
@@ -47,12 +48,26 @@ ENGAGED_MS = 10_000
 # How values compare (see `compare`).
 COUNT_KPIS = frozenset(
     {
-        "sessions", "sessions_by_device", "sessions_by_source", "unique_visitors", "page_views",
-        *TRAFFIC_COUNTS.values(), "product_view_pairs", "orders", "cancellations", "refunds",
-        "new_customer_orders", "returning_customer_orders", "product_affinity", "tickets_created",
-        "tickets_created_by_channel", "tickets_created_by_category", "open_tickets", "backlog_tickets",
+        "sessions",
+        "sessions_by_device",
+        "sessions_by_source",
+        "unique_visitors",
+        "page_views",
+        *TRAFFIC_COUNTS.values(),
+        "product_view_pairs",
+        "orders",
+        "cancellations",
+        "refunds",
+        "new_customer_orders",
+        "returning_customer_orders",
+        "product_affinity",
+        "tickets_created",
+        "tickets_created_by_channel",
+        "tickets_created_by_category",
+        "open_tickets",
+        "backlog_tickets",
     }
-)  # fmt: skip
+)
 MONEY_KPIS = frozenset(
     {"revenue", "average_order_value", "gross_profit", "refund_amount", "top_products", "revenue_per_visitor"}
 )
@@ -502,7 +517,9 @@ def compute(
         carts = [s for s in group if s.cart]
         checkouts = [s for s in group if s.checkout]
         put("pages_per_session", size, start, ratio(sum(s.views for s in group), n))
-        put("avg_session_duration_seconds", size, start, float(Fraction(sum(s.last - s.start for s in group), 1000 * n)))
+        put(
+            "avg_session_duration_seconds", size, start, float(Fraction(sum(s.last - s.start for s in group), 1000 * n))
+        )
         put("bounce_rate", size, start, ratio(n - engaged, n))
         put("add_to_cart_rate", size, start, ratio(len(carts), n))
         put("conversion_rate", size, start, ratio(sum(s.purchase for s in group), n))
@@ -693,7 +710,9 @@ def compare(
 def _compare_top(kpi: str, window: str, start: str, want: ApproximateTop, got: dict[Key, list[Any]]) -> list[str]:
     """A sketched top list: the right length, ranks 1..n by non-increasing value, and every
     item's value within the sketch's tolerance of its true value."""
-    rows = sorted((int(dict(k[3])["rank"]), dict(k[3])["item"], v[0]) for k, v in got.items() if k[:3] == (kpi, window, start))
+    rows = sorted(
+        (int(dict(k[3])["rank"]), dict(k[3])["item"], v[0]) for k, v in got.items() if k[:3] == (kpi, window, start)
+    )
     where = f"{kpi} {window} {start}"
     problems = []
     if [r for r, _, _ in rows] != list(range(1, min(want.n, len(want.truth)) + 1)):
@@ -704,7 +723,9 @@ def _compare_top(kpi: str, window: str, start: str, want: ApproximateTop, got: d
     for rank, item, value in rows:
         true = want.truth.get(item)
         if true is None or abs(value - float(true)) > want.tolerance + 1e-6:
-            problems.append(f"{where}: rank {rank} {item} = {value}, true value {true} (tolerance {want.tolerance:.2f})")
+            problems.append(
+                f"{where}: rank {rank} {item} = {value}, true value {true} (tolerance {want.tolerance:.2f})"
+            )
     return problems
 
 

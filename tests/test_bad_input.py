@@ -17,20 +17,51 @@ from shoppulse.streams.events import EVENT_TYPES, REASONS, InvalidEvent, parse
 
 NOW_MS = 4_102_444_800_000  # 2100-01-01: "future" payloads stay in the future whatever the date of the run
 VALID = {
-    "clickstream": {"event_id": "e1", "event_type": "page_view", "ts": NOW_MS - 1000, "session_id": "s", "visitor_id": "v"},
-    "orders": {"event_id": "e1", "event_type": "order_placed", "ts": NOW_MS - 1000, "order_id": "o", "customer_id": "c"},
+    "clickstream": {
+        "event_id": "e1",
+        "event_type": "page_view",
+        "ts": NOW_MS - 1000,
+        "session_id": "s",
+        "visitor_id": "v",
+    },
+    "orders": {
+        "event_id": "e1",
+        "event_type": "order_placed",
+        "ts": NOW_MS - 1000,
+        "order_id": "o",
+        "customer_id": "c",
+    },
     "tickets": {"event_id": "e1", "event_type": "ticket_created", "ts": NOW_MS - 1000, "ticket_id": "t"},
 }
 streams = st.sampled_from(sorted(VALID))
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=10))
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=10),
+)
 
 
 @st.composite
 def invalid_payload(draw) -> tuple[str, bytes, str]:
     """(stream, payload, kind) where the payload is invalid in one chosen way."""
     stream = draw(streams)
-    kind = draw(st.sampled_from(["bytes", "text", "json_non_object", "missing", "wrong_type", "unknown_type",
-                                 "future", "too_large", "bad_ts"]))  # fmt: skip
+    kind = draw(
+        st.sampled_from(
+            [
+                "bytes",
+                "text",
+                "json_non_object",
+                "missing",
+                "wrong_type",
+                "unknown_type",
+                "future",
+                "too_large",
+                "bad_ts",
+            ]
+        )
+    )
     record = dict(VALID[stream])
     if kind == "bytes":
         payload = b"\xff" + draw(st.binary(max_size=40))
@@ -43,8 +74,14 @@ def invalid_payload(draw) -> tuple[str, bytes, str]:
         payload = orjson.dumps(record)
     elif kind == "wrong_type":
         field = draw(st.sampled_from(["event_id", "ts"] + [k for k in record if k.endswith("_id")]))
-        record[field] = draw(st.one_of(st.lists(st.integers(0, 1000), max_size=2), st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
-                                       st.dictionaries(st.text(max_size=3), st.integers(0, 1000), max_size=2)))  # fmt: skip
+        record[field] = draw(
+            st.one_of(
+                st.lists(st.integers(0, 1000), max_size=2),
+                st.booleans(),
+                st.floats(allow_nan=False, allow_infinity=False),
+                st.dictionaries(st.text(max_size=3), st.integers(0, 1000), max_size=2),
+            )
+        )
         payload = orjson.dumps(record)
     elif kind == "unknown_type":
         record["event_type"] = draw(st.text(max_size=15).filter(lambda t: t not in EVENT_TYPES[stream]))
@@ -65,8 +102,12 @@ def collect_invalid(n: int) -> list[tuple[str, bytes, str, str]]:
     """Run the property over the real parse path and keep every example for the broker test."""
     collected: list[tuple[str, bytes, str, str]] = []
 
-    @settings(max_examples=n, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+    @settings(
+        max_examples=n,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(invalid_payload())
     def check(example):
         stream, payload, kind = example
@@ -80,18 +121,20 @@ def collect_invalid(n: int) -> list[tuple[str, bytes, str, str]]:
     return collected
 
 
-
 ITEMS = [{"product_id": "p1", "quantity": 2, "unit_price": 10.0, "unit_cost": 4.0}]
 
 
-@pytest.mark.parametrize("change, valid", [
-    ({"items": ITEMS, "discount": 20.0}, True),  # a 100 % discount: revenue 0
-    ({"items": ITEMS, "discount": 20.5}, False),  # negative revenue
-    ({"items": ITEMS, "discount": -1.0}, False),
-    ({"items": [{**ITEMS[0], "unit_cost": -0.5}]}, False),
-    ({"event_type": "order_refunded", "refund_amount": -3.0}, False),
-    ({"event_type": "order_refunded", "refund_amount": 3.0}, True),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change, valid",
+    [
+        ({"items": ITEMS, "discount": 20.0}, True),  # a 100 % discount: revenue 0
+        ({"items": ITEMS, "discount": 20.5}, False),  # negative revenue
+        ({"items": ITEMS, "discount": -1.0}, False),
+        ({"items": [{**ITEMS[0], "unit_cost": -0.5}]}, False),
+        ({"event_type": "order_refunded", "refund_amount": -3.0}, False),
+        ({"event_type": "order_refunded", "refund_amount": 3.0}, True),
+    ],
+)
 def test_order_amounts_that_would_make_a_money_sum_negative_are_invalid(change, valid):
     payload = orjson.dumps({**VALID["orders"], **change})
     if valid:
@@ -137,7 +180,9 @@ def test_invalid_payloads_reach_dead_letters_and_worker_survives(namespace):
     # The worker creates the topics on start; wait for it before producing.
     _wait_for_metrics(worker.metrics_port, ns)
     sent = asyncio.run(produce())
-    letters = ns.read_topic(ns.topics["dead_letters"], quiet_seconds=5, timeout=120, until=lambda r: len(r) >= len(sent))
+    letters = ns.read_topic(
+        ns.topics["dead_letters"], quiet_seconds=5, timeout=120, until=lambda r: len(r) >= len(sent)
+    )
     assert worker.poll() is None, ns.worker_log()
     # Every invalid message has a dead letter naming it and the reason parse gave.
     by_source = {(r["source_topic"], r["source_partition"], r["source_offset"]): r for r in letters}

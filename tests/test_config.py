@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from shoppulse.cli import _settings, build_parser
+from shoppulse.config import check_config, env_name, load_settings, setting_keys
+from shoppulse.errors import SettingsError
+from shoppulse.settings import Settings
 from shoppulse.streams.goals import goals
-from shoppulse.streams.settings import Settings, SettingsError, check_config, env_name, load_settings, setting_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "shoppulse.example.toml"
@@ -28,15 +30,23 @@ def _write(tmp_path: Path, text: str, name: str = "shoppulse.toml") -> Path:
 
 def _check(path: Path) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin"}  # no SHOPPULSE_* variables from the caller
-    return subprocess.run([sys.executable, "-m", "shoppulse.cli", "config", "check", str(path)], capture_output=True,
-                          text=True, timeout=60, cwd=ROOT, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "shoppulse.cli", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 # ------------------------------------------------------------------ precedence
 
 
 def test_file_then_environment_then_flags(tmp_path):
-    config = _write(tmp_path, 'app_id = "from-file"\npartitions = 2\ngrace_seconds = 5\n[topics]\norders = "file-orders"\n')
+    config = _write(
+        tmp_path, 'app_id = "from-file"\npartitions = 2\ngrace_seconds = 5\n[topics]\norders = "file-orders"\n'
+    )
     environ = {"SHOPPULSE_PARTITIONS": "3", "SHOPPULSE_GRACE_SECONDS": "7", "SHOPPULSE_CACHE": "/not/a/setting"}
     settings = load_settings(config, {"grace_seconds": 9.0}, environ)
     assert settings.app_id == "from-file"  # file over default
@@ -54,12 +64,18 @@ def test_cli_flags_and_config_reach_settings(tmp_path, monkeypatch):
     args = build_parser().parse_args(["worker", "--config", str(config), "--idle-timeout", "4", "--app-id", "x"])
     settings = _settings(args)
     assert (settings.broker, settings.metrics_port, settings.idle_timeout_seconds, settings.app_id) == (
-        "10.0.0.1:9092", 9100, 4.0, "x")  # fmt: skip
+        "10.0.0.1:9092",
+        9100,
+        4.0,
+        "x",
+    )
 
 
 def test_tables_merge_with_defaults_and_goals_override_the_catalogue(tmp_path):
-    config = _write(tmp_path, "[sla_first_reply_seconds]\nurgent = 1800\n\n[goals]\n"
-                              "conversion_rate = { min = 0.02 }\nbounce_rate = {}\n")  # fmt: skip
+    config = _write(
+        tmp_path,
+        "[sla_first_reply_seconds]\nurgent = 1800\n\n[goals]\nconversion_rate = { min = 0.02 }\nbounce_rate = {}\n",
+    )
     settings = load_settings(config, environ={})
     assert settings.sla_first_reply_seconds == {"urgent": 1800.0, "high": 14400.0, "normal": 86400.0, "low": 172800.0}
     resolved = goals(settings)
@@ -69,12 +85,17 @@ def test_tables_merge_with_defaults_and_goals_override_the_catalogue(tmp_path):
 
 
 def test_environment_nests_and_parses():
-    settings = load_settings(environ={
-        "SHOPPULSE_TOPICS__RESULTS": "results-x", "SHOPPULSE_WINDOWS_SECONDS": "30, 60",
-        "SHOPPULSE_SECURITY__SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SHOPPULSE_SECURITY__SASL_USERNAME": "u",
-        "SHOPPULSE_SECURITY__SASL_PASSWORD": "p", "SHOPPULSE_SLA_FIRST_REPLY_SECONDS__LOW": "100",
-        "SHOPPULSE_GOALS__CSAT__MIN": "0.9",
-    })  # fmt: skip
+    settings = load_settings(
+        environ={
+            "SHOPPULSE_TOPICS__RESULTS": "results-x",
+            "SHOPPULSE_WINDOWS_SECONDS": "30, 60",
+            "SHOPPULSE_SECURITY__SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "SHOPPULSE_SECURITY__SASL_USERNAME": "u",
+            "SHOPPULSE_SECURITY__SASL_PASSWORD": "p",
+            "SHOPPULSE_SLA_FIRST_REPLY_SECONDS__LOW": "100",
+            "SHOPPULSE_GOALS__CSAT__MIN": "0.9",
+        }
+    )
     assert settings.topics.results == "results-x"
     assert settings.windows_seconds == (30, 60)
     assert (settings.security.sasl_username, settings.security.sasl_password) == ("u", "p")
@@ -100,7 +121,7 @@ def test_flag_values_are_validated():
 
 
 def test_check_names_a_wrong_key_with_a_suggestion(tmp_path):
-    result = _check(_write(tmp_path, "partitons = 4\n[topics]\norder = \"o\"\n[security]\nbroker = \"h:1\"\n"))
+    result = _check(_write(tmp_path, 'partitons = 4\n[topics]\norder = "o"\n[security]\nbroker = "h:1"\n'))
     assert result.returncode == 2, result.stdout
     assert "`partitons`: unknown key (did you mean `partitions`?)" in result.stderr
     assert "`topics.order`: unknown key (did you mean `topics.orders`?)" in result.stderr
@@ -109,7 +130,9 @@ def test_check_names_a_wrong_key_with_a_suggestion(tmp_path):
 
 
 def test_check_names_a_wrong_type(tmp_path):
-    result = _check(_write(tmp_path, 'partitions = "four"\nwindows_seconds = 60\n[sla_first_reply_seconds]\nhigh = "4h"\n'))
+    result = _check(
+        _write(tmp_path, 'partitions = "four"\nwindows_seconds = 60\n[sla_first_reply_seconds]\nhigh = "4h"\n')
+    )
     assert result.returncode == 2
     assert '`partitions`: expected an integer, got a string ("four")' in result.stderr
     assert "`windows_seconds`: expected a non-empty array of integers, got an integer (60)" in result.stderr
@@ -179,8 +202,11 @@ def test_check_gives_the_line_of_a_toml_syntax_error(tmp_path):
 
 def test_check_ok_prints_the_effective_settings(tmp_path):
     ca = _write(tmp_path, "not really a certificate", "ca.pem")
-    config = _write(tmp_path, f'broker = "kafka.example:9093"\npartitions = 6\n[security]\nsecurity_protocol = "SASL_SSL"\n'
-                              f'sasl_mechanism = "SCRAM-SHA-256"\nsasl_username = "me"\nsasl_password = "pw"\nssl_cafile = "{ca}"\n')  # fmt: skip
+    config = _write(
+        tmp_path,
+        f'broker = "kafka.example:9093"\npartitions = 6\n[security]\nsecurity_protocol = "SASL_SSL"\n'
+        f'sasl_mechanism = "SCRAM-SHA-256"\nsasl_username = "me"\nsasl_password = "pw"\nssl_cafile = "{ca}"\n',
+    )
     result = _check(config)
     assert result.returncode == 0, result.stderr
     assert f"{config}: OK" in result.stdout

@@ -21,9 +21,23 @@ def _run_demo(*args: str, timeout: float) -> tuple[list[tuple[float, dict]], str
     """Run the demo; return (seconds since start, fields) per window line, stderr, and the
     pids of every process it started (sampled while it ran)."""
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "shoppulse.cli", "demo", "--no-tty", "--metrics-port", "0",
-                             "--prometheus-port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shoppulse.cli",
+            "demo",
+            "--no-tty",
+            "--metrics-port",
+            "0",
+            "--prometheus-port",
+            "0",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     descendants: dict[int, str] = {}
     done = threading.Event()
 
@@ -72,8 +86,9 @@ def _alive(pids) -> list[str]:
 def test_checkout_outage_shows_zero_conversion_and_leaves_nothing_running(kafka_broker):
     # A window's session KPIs are final once its longest session has ended (demo shoppers: up
     # to about 75 s), so the first window with traffic closes up to about 160 s after the start.
-    lines, stderr, started = _run_demo("--broker", kafka_broker.bootstrap, "--duration", "210",
-                                       "--scenario", "checkout-outage", timeout=300)  # fmt: skip
+    lines, stderr, started = _run_demo(
+        "--broker", kafka_broker.bootstrap, "--duration", "210", "--scenario", "checkout-outage", timeout=300
+    )
     with_sessions = [fields for _, fields in lines if fields["sessions"] != "0"]
     assert with_sessions, f"no closed window with sessions in 210 s:\n{lines}\n{stderr[-3000:]}"
     for fields in with_sessions:
@@ -105,9 +120,26 @@ def test_keys_switch_the_scenario_and_quit_in_a_terminal(kafka_broker):
 
     master, slave = pty.openpty()
     env = {**os.environ, "COLUMNS": "160", "LINES": "50", "TERM": "xterm-256color"}
-    proc = subprocess.Popen([sys.executable, "-m", "shoppulse.cli", "demo", "--broker", kafka_broker.bootstrap,
-                             "--metrics-port", "0", "--no-prometheus", "--duration", "240"],
-                            stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shoppulse.cli",
+            "demo",
+            "--broker",
+            kafka_broker.bootstrap,
+            "--metrics-port",
+            "0",
+            "--no-prometheus",
+            "--duration",
+            "240",
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
     os.close(slave)
     screen = b""
     descendants: dict[int, str] = {}

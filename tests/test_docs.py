@@ -62,7 +62,7 @@ def test_counters_documented():
 def test_pipeline_metric_families_documented():
     from prometheus_client import CollectorRegistry
 
-    from shoppulse.streams.exporters import Metrics
+    from shoppulse.outputs.prometheus import Metrics
 
     metrics = Metrics(CollectorRegistry())
     spans = _code_spans(_read("kpis.md"))
@@ -76,8 +76,11 @@ def test_pipeline_metric_families_documented():
 # ------------------------------------------------------------------ events.md
 
 
-@pytest.mark.parametrize("record_type", [events.ClickEvent, events.OrderEvent, events.OrderItem, events.TicketEvent],
-                         ids=lambda t: t.__name__)  # fmt: skip
+@pytest.mark.parametrize(
+    "record_type",
+    [events.ClickEvent, events.OrderEvent, events.OrderItem, events.TicketEvent],
+    ids=lambda t: t.__name__,
+)
 def test_event_fields_documented(record_type):
     spans = _code_spans(_read("events.md"))
     missing = [f.name for f in msgspec.structs.fields(record_type) if f.name not in spans]
@@ -129,7 +132,7 @@ def test_kpi_results_fields_documented():
     from shoppulse.streams.merge import WindowResult
 
     result = WindowResult("sales", 60_000, 0, True, [Value("refund_rate", 0.5, {}, 1, 2)])
-    (_, value), = result.records(0)
+    ((_, value),) = result.records(0)
     spans = _code_spans(_read("kpis.md"))
     missing = [f for f in json.loads(value) if f not in spans]
     assert not missing, f"kpi-results fields missing from docs/kpis.md: {missing}"

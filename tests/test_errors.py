@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import DATASETS
-from shoppulse.kafka import free_port
+
+from shoppulse.kafka.broker import free_port
 
 SAMPLE = DATASETS / "uci-online-retail-2010-dec-head.csv"
 
@@ -19,8 +19,9 @@ SAMPLE = DATASETS / "uci-online-retail-2010-dec-head.csv"
 def _run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     if env is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPPULSE_")}
-    return subprocess.run([sys.executable, "-m", "shoppulse.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "shoppulse.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _assert_clean_failure(result: subprocess.CompletedProcess, *needles: str) -> None:
@@ -33,17 +34,26 @@ def _assert_clean_failure(result: subprocess.CompletedProcess, *needles: str) ->
 # ------------------------------------------------------------------ broker unreachable
 
 
-@pytest.mark.parametrize("command", [
-    ["replay", "online-retail", str(SAMPLE), "--quiet"],
-    ["worker", "--metrics-port", "0", "--data-dir", "{tmp}"],
-    ["tail", "--json"],
-], ids=lambda c: c[0])  # fmt: skip
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["replay", "online-retail", str(SAMPLE), "--quiet"],
+        ["worker", "--metrics-port", "0", "--data-dir", "{tmp}"],
+        ["tail", "--json"],
+    ],
+    ids=lambda c: c[0],
+)
 def test_broker_unreachable_names_the_address_and_what_to_try(command, tmp_path):
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     args = [a.replace("{tmp}", str(tmp_path)) for a in command]
     result = _run(*args, "--broker", address, timeout=90)
-    _assert_clean_failure(result, f"Cannot reach the Kafka broker at {address}", "shoppulse kafka", "--broker",
-                          "check the [security] settings")
+    _assert_clean_failure(
+        result,
+        f"Cannot reach the Kafka broker at {address}",
+        "shoppulse kafka",
+        "--broker",
+        "check the [security] settings",
+    )
 
 
 # ------------------------------------------------------------------ Java / Maven missing
@@ -84,10 +94,23 @@ def test_metrics_port_taken_names_the_port_and_the_flag(namespace, tmp_path):
         holder.listen()
         port = holder.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "shoppulse.cli", "worker", "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
-             "--data-dir", str(tmp_path / "w")],
-            env=ns.env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "shoppulse.cli",
+                "worker",
+                "--metrics-host",
+                "127.0.0.1",
+                "--metrics-port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "w"),
+            ],
+            env=ns.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     _assert_clean_failure(result, f"Port {port} on 127.0.0.1 is taken", "--metrics-port N")
 
 
@@ -98,8 +121,12 @@ def test_bad_config_file_names_the_key(tmp_path):
     config = tmp_path / "shoppulse.toml"
     config.write_text('partitions = "many"\ngrace_secnds = 10\n')
     result = _run("worker", "--config", str(config), "--data-dir", str(tmp_path / "w"))
-    _assert_clean_failure(result, "2 problems", '`partitions`: expected an integer, got a string ("many")',
-                          "`grace_secnds`: unknown key (did you mean `grace_seconds`?)")  # fmt: skip
+    _assert_clean_failure(
+        result,
+        "2 problems",
+        '`partitions`: expected an integer, got a string ("many")',
+        "`grace_secnds`: unknown key (did you mean `grace_seconds`?)",
+    )
 
 
 def test_bad_environment_variable_names_it(tmp_path):

@@ -6,11 +6,11 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shoppulse.streams.engine import Progress, Snapshot
-from shoppulse.streams.exporters import Metrics, PrometheusExporter
+from shoppulse.outputs.prometheus import Metrics, PrometheusExporter
+from shoppulse.settings import Settings
 from shoppulse.streams.measures import MICROS, Measures
 from shoppulse.streams.merge import Merger
-from shoppulse.streams.settings import Settings
+from shoppulse.streams.partials import Progress, Snapshot
 
 MINUTE = 60_000
 T0 = 1_700_000_040_000 - 1_700_000_040_000 % (3600 * 1000)  # an hour boundary

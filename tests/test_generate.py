@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -74,7 +75,7 @@ def test_funnel_is_monotone(normal_run):
 
 def test_every_purchase_has_its_order_right_after(normal_run):
     purchases = 0
-    for (stream, e), (next_stream, order) in zip(normal_run, normal_run[1:]):
+    for (_stream, e), (next_stream, order) in itertools.pairwise(normal_run):
         if e.event_type == "purchase":
             purchases += 1
             assert next_stream == "orders" and order.event_type == "order_placed"
@@ -115,7 +116,7 @@ def test_some_sessions_pause_for_more_than_30_minutes():
     for stream, e in evs:
         if stream == "clickstream":
             session_ts[e.session_id].append(e.ts)
-    gaps = [b - a for ts in session_ts.values() for a, b in zip(ts, ts[1:])]
+    gaps = [b - a for ts in session_ts.values() for a, b in itertools.pairwise(ts)]
     long_gaps = sum(gap > 30 * MINUTE for gap in gaps)
     assert 0 < long_gaps < 0.1 * len(gaps)
     assert all(gap <= 10 * MINUTE or gap > 30 * MINUTE for gap in gaps), "ordinary gaps stay well under the timeout"
@@ -150,7 +151,7 @@ def test_support_surge_means_more_tickets_and_slower_replies():
 
 def test_duplicates_repeat_the_event_right_after():
     evs = events(120, rate=50, duplicate_fraction=0.05)
-    repeats = [b for a, b in zip(evs, evs[1:]) if a[1].event_id == b[1].event_id]
+    repeats = [b for a, b in itertools.pairwise(evs) if a[1].event_id == b[1].event_id]
     assert len(repeats) > 0.02 * len(evs)
     assert len(evs) - len({e.event_id for _, e in evs}) == len(repeats)
 

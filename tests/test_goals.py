@@ -2,9 +2,10 @@
 
 import pytest
 
+from shoppulse.errors import SettingsError
+from shoppulse.settings import Settings
 from shoppulse.streams.goals import format_value, goals
 from shoppulse.streams.kpis import CATALOGUE
-from shoppulse.streams.settings import Settings, SettingsError
 
 
 def test_defaults_come_from_the_catalogue():
@@ -25,13 +26,16 @@ def test_overrides_replace_add_and_remove_goals():
     assert "bounce_rate" not in resolved
 
 
-@pytest.mark.parametrize("raw, named", [
-    ({"no_such_kpi": {"min": 1}}, "no_such_kpi"),
-    ({"orders": {"above": 1}}, "goals.orders"),
-    ({"orders": {"min": 1, "max": 2}}, "goals.orders"),
-    ({"orders": {"min": "many"}}, "goals.orders.min"),
-    ({"top_products": {"min": 1}}, "top_products"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "raw, named",
+    [
+        ({"no_such_kpi": {"min": 1}}, "no_such_kpi"),
+        ({"orders": {"above": 1}}, "goals.orders"),
+        ({"orders": {"min": 1, "max": 2}}, "goals.orders"),
+        ({"orders": {"min": "many"}}, "goals.orders.min"),
+        ({"top_products": {"min": 1}}, "top_products"),
+    ],
+)
 def test_bad_goals_name_the_key(raw, named):
     with pytest.raises(SettingsError, match=named.replace(".", r"\.")):
         goals(Settings(goals=raw))

@@ -7,13 +7,12 @@ in seconds. tests/test_kpis_kafka.py repeats the comparison through the real bro
 
 from __future__ import annotations
 
-import pytest
-import msgspec
-
 import inprocess
+import msgspec
 import oracle
+import pytest
 from conftest import DATASETS
-from shoppulse.streams.settings import Settings
+
 from shoppulse.tools.generate import GeneratorConfig, generate_events
 from shoppulse.tools.replay import read_events
 
@@ -41,11 +40,20 @@ def _check(events, settings=None, *, skip=frozenset(), **kwargs):
 @pytest.mark.parametrize("fmt", sorted(SAMPLES))
 def test_real_sample_matches_batch_recomputation(fmt):
     events = _events(read_events(fmt, DATASETS / SAMPLES[fmt]))
-    expected, finals = _check(events)
+    expected, _finals = _check(events)
     kpis = {key[0] for key in expected}
     if fmt == "rees46":
-        for kpi in ("sessions", "conversion_rate", "cart_abandonment_rate", "bounce_rate", "orders", "revenue",
-                    "average_order_value", "unique_visitors", "revenue_per_visitor"):  # fmt: skip
+        for kpi in (
+            "sessions",
+            "conversion_rate",
+            "cart_abandonment_rate",
+            "bounce_rate",
+            "orders",
+            "revenue",
+            "average_order_value",
+            "unique_visitors",
+            "revenue_per_visitor",
+        ):
             assert kpi in kpis
         five_minute = {k[2] for k in expected if k[0] == "sessions" and k[1] == "5m"}
         assert len(five_minute) == 35  # 00:00 to 02:50 UTC: every 5 m window is checked
@@ -54,7 +62,7 @@ def test_real_sample_matches_batch_recomputation(fmt):
 def test_generated_traffic_with_late_events_and_duplicates():
     config = GeneratorConfig(rate=40, seed=7, late_fraction=0.01, duplicate_fraction=0.02)
     events = _events(generate_events(config, start_ms=1_700_000_000_000, duration_s=3 * 3600))
-    expected, finals = _check(events)
+    expected, _finals = _check(events)
     kpis = {key[0] for key in expected}
     from shoppulse.streams.kpis import CATALOGUE
 

@@ -7,6 +7,7 @@ the same events: counts and ratios exactly, sketched quantiles within 1 %.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 import urllib.request
@@ -14,11 +15,11 @@ from collections import defaultdict
 from datetime import datetime
 
 import msgspec
+import oracle
 import orjson
 import pytest
-
-import oracle
 from conftest import DATASETS
+
 from shoppulse.tools.generate import GeneratorConfig, generate_events
 from shoppulse.tools.replay import read_events
 
@@ -53,11 +54,11 @@ def _update_contract_problems(records: list[dict]) -> list[str]:
     problems = []
     for key, history in by_key.items():
         opens = [datetime.fromisoformat(r["emitted_at"]) for r in history if not r["final"]]
-        gaps = [(b - a).total_seconds() for a, b in zip(opens, opens[1:])]
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(opens)]
         if gaps and min(gaps) < 0.99:  # emitted_at is truncated to milliseconds
             problems.append(f"{key}: non-final updates {min(gaps):.3f} s apart")
         finals = [i for i, r in enumerate(history) if r["final"]]
-        if finals and any(not r["final"] for r in history[finals[0]:]):
+        if finals and any(not r["final"] for r in history[finals[0] :]):
             problems.append(f"{key}: a non-final record after the final one")
     return problems
 
@@ -68,10 +69,13 @@ def _assert_matches(ns, events, workers=()) -> dict:
     finals = _finals_matching(ns, expected)
     problems = oracle.compare(expected, finals)
     if problems:
-        outcomes = {w.metrics_port: {o: _events_total(w, o) for o in ("ok", "duplicate", "late", "invalid")}
-                    for w in workers}  # fmt: skip
-        pytest.fail("\n".join(problems[:30]) + f"\n{len(problems)} problems; {oracle.summarize(expected)}\n"
-                    f"{len(events)} events sent; events by worker and outcome: {outcomes}\n" + ns.worker_log())  # fmt: skip
+        outcomes = {
+            w.metrics_port: {o: _events_total(w, o) for o in ("ok", "duplicate", "late", "invalid")} for w in workers
+        }
+        pytest.fail(
+            "\n".join(problems[:30]) + f"\n{len(problems)} problems; {oracle.summarize(expected)}\n"
+            f"{len(events)} events sent; events by worker and outcome: {outcomes}\n" + ns.worker_log()
+        )
     return expected
 
 
@@ -88,14 +92,26 @@ def test_real_sample_through_kafka_matches_batch_recomputation(namespace, fmt):
     expected = _assert_matches(ns, events)
     kpis = {key[0] for key in expected}
     if fmt == "rees46":
-        required = {"sessions", "conversion_rate", "cart_abandonment_rate", "bounce_rate", "orders", "revenue",
-                    "average_order_value"}  # fmt: skip
+        required = {
+            "sessions",
+            "conversion_rate",
+            "cart_abandonment_rate",
+            "bounce_rate",
+            "orders",
+            "revenue",
+            "average_order_value",
+        }
         assert required <= kpis
         for kpi in ("sessions", "conversion_rate", "cart_abandonment_rate", "bounce_rate"):
             starts = {k[2] for k in expected if k[0] == kpi and k[1] == "5m"}
             assert len(starts) == 35, f"{kpi}: {len(starts)} five-minute windows"  # 00:00 to 02:50 UTC
     if fmt == "incident-log":
-        assert {"open_tickets", "backlog_tickets", "oldest_unanswered_ticket_age_seconds", "first_response_seconds"} <= kpis
+        assert {
+            "open_tickets",
+            "backlog_tickets",
+            "oldest_unanswered_ticket_age_seconds",
+            "first_response_seconds",
+        } <= kpis
 
 
 def test_generated_traffic_through_kafka_matches_batch_recomputation(namespace, tmp_path):
@@ -144,7 +160,9 @@ def test_two_workers_share_the_partitions_and_stay_exact(namespace, tmp_path):
     The traffic is replayed once both workers hold partitions. A rebalance *during* processing is
     not covered here: Faust can skip and ack a message then (docs/design.md, "Rebalances")."""
     config = GeneratorConfig(rate=6, seed=41, duplicate_fraction=0.02)
-    events = [(s, msgspec.to_builtins(e)) for s, e in generate_events(config, start_ms=1_700_000_000_000, duration_s=3600)]
+    events = [
+        (s, msgspec.to_builtins(e)) for s, e in generate_events(config, start_ms=1_700_000_000_000, duration_s=3600)
+    ]
     path = tmp_path / "generated.jsonl"
     path.write_bytes(b"".join(orjson.dumps({**e, "topic": s}) + b"\n" for s, e in events))
     # The idle timeout must outlast the wait for the group: the partitions are idle until the replay.
@@ -169,7 +187,9 @@ def test_worker_stalled_mid_backlog_for_longer_than_the_idle_timeout_loses_nothi
     take the pause for an idle source: its watermark would jump to the wall clock and the rest of
     the backlog would be dead-lettered as late."""
     config = GeneratorConfig(rate=8, seed=7)
-    events = [(s, msgspec.to_builtins(e)) for s, e in generate_events(config, start_ms=1_700_000_000_000, duration_s=3600)]
+    events = [
+        (s, msgspec.to_builtins(e)) for s, e in generate_events(config, start_ms=1_700_000_000_000, duration_s=3600)
+    ]
     path = tmp_path / "generated.jsonl"
     path.write_bytes(b"".join(orjson.dumps({**e, "topic": s}) + b"\n" for s, e in events))
     ns = namespace(idle_timeout_seconds=3)
@@ -206,5 +226,8 @@ def _events_total(worker, outcome: str = "ok") -> float:
         scrape = _scrape(worker)
     except OSError:  # not listening yet
         return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in scrape.splitlines()
-               if line.startswith("shoppulse_events_total{") and f'outcome="{outcome}"' in line)  # fmt: skip
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in scrape.splitlines()
+        if line.startswith("shoppulse_events_total{") and f'outcome="{outcome}"' in line
+    )

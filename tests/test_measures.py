@@ -77,7 +77,7 @@ def test_distinct_counts_exactly_below_the_exact_limit_across_partitions():
 def test_distinct_beyond_the_exact_limit_stays_within_the_error_bound():
     values = [f"visitor{i}" for i in range(300_000)]
     # Theta sketch relative standard error is 1 / sqrt(K); 3 standard errors.
-    assert abs(_merged_distinct(values).count() - len(values)) <= 3 / (2 ** Distinct.LG_K) ** 0.5 * len(values)
+    assert abs(_merged_distinct(values).count() - len(values)) <= 3 / (2**Distinct.LG_K) ** 0.5 * len(values)
 
 
 def test_a_saturated_window_serialises_under_the_kafka_record_limit():
@@ -98,4 +98,4 @@ def test_a_saturated_window_serialises_under_the_kafka_record_limit():
     limit = 1_048_576
     assert len(orjson.dumps(whole.dump())) < 0.75 * limit
     assert len(orjson.dumps(merged.dump())) < 0.75 * limit
-    assert abs(merged["visitors"].count() - 400_000) <= 3 / (2 ** Distinct.LG_K) ** 0.5 * 400_000
+    assert abs(merged["visitors"].count() - 400_000) <= 3 / (2**Distinct.LG_K) ** 0.5 * 400_000

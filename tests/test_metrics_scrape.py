@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections import Counter
 import shutil
 import subprocess
 import time
 import urllib.request
+from collections import Counter
 
 import msgspec
+import oracle
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-import oracle
 from shoppulse.streams.kpis import CATALOGUE, counters
 from shoppulse.tools.generate import GeneratorConfig, generate_events
 
@@ -38,7 +38,9 @@ def _families(text: str) -> dict:
 
 def test_metrics_families_names_and_counters(namespace, tmp_path):
     config = GeneratorConfig(rate=10, seed=31, late_fraction=0.01, duplicate_fraction=0.02)
-    events = [(s, msgspec.to_builtins(e)) for s, e in generate_events(config, start_ms=1_700_000_000_000, duration_s=2400)]
+    events = [
+        (s, msgspec.to_builtins(e)) for s, e in generate_events(config, start_ms=1_700_000_000_000, duration_s=2400)
+    ]
     path = tmp_path / "traffic.jsonl"
     path.write_bytes(b"".join(orjson.dumps({**e, "topic": s}) + b"\n" for s, e in events))
     ns = namespace(idle_timeout_seconds=3, session_timeout_seconds=300)
@@ -58,11 +60,17 @@ def test_metrics_families_names_and_counters(namespace, tmp_path):
     kept, late_events = oracle.drop_late(events)
     expected = oracle.compute(kept, session_timeout_s=300)
     # Counters are fed when 1 m windows close: wait until the last one with data of each family is final.
-    last = {kpi: max(k[2] for k in expected if k[0] == kpi and k[1] == "1m")
-            for kpi in ("sessions", "conversion_rate", "orders", "tickets_created")}  # fmt: skip
+    last = {
+        kpi: max(k[2] for k in expected if k[0] == kpi and k[1] == "1m")
+        for kpi in ("sessions", "conversion_rate", "orders", "tickets_created")
+    }
 
     def all_closed(records) -> bool:
-        done = {r["kpi"] for r in records if r["final"] and r["window"] == "1m" and r["window_start"] >= last.get(r["kpi"], "~")}
+        done = {
+            r["kpi"]
+            for r in records
+            if r["final"] and r["window"] == "1m" and r["window_start"] >= last.get(r["kpi"], "~")
+        }
         return done >= set(last)
 
     ns.read_topic(ns.topics["results"], quiet_seconds=3, timeout=240, until=all_closed)
@@ -107,7 +115,9 @@ def test_metrics_families_names_and_counters(namespace, tmp_path):
     assert total("tickets_created") == oracle_sum("tickets_created") > 0
     assert total("sessions") == oracle_sum("sessions") > 0
     assert total("converted_sessions") > 0
-    revenue = {s.labels["currency"]: s.value for s in families["shoppulse_revenue"].samples if s.name.endswith("_total")}
+    revenue = {
+        s.labels["currency"]: s.value for s in families["shoppulse_revenue"].samples if s.name.endswith("_total")
+    }
     expected_revenue = {}
     for (kpi, window, _start, dims), value in expected.items():
         if kpi == "revenue" and window == "1m":
@@ -117,8 +127,11 @@ def test_metrics_families_names_and_counters(namespace, tmp_path):
     for currency, amount in expected_revenue.items():
         assert revenue[currency] == pytest.approx(amount, rel=1e-9), currency
 
-    for name in ("shoppulse_first_response_duration_seconds", "shoppulse_resolution_duration_seconds",
-                 "shoppulse_processing_latency_seconds"):  # fmt: skip
+    for name in (
+        "shoppulse_first_response_duration_seconds",
+        "shoppulse_resolution_duration_seconds",
+        "shoppulse_processing_latency_seconds",
+    ):
         histogram = family(name, "histogram")
         assert any(s.name == f"{name}_bucket" for s in histogram.samples)
         assert sum(s.value for s in histogram.samples if s.name == f"{name}_count") > 0, name
@@ -126,7 +139,9 @@ def test_metrics_families_names_and_counters(namespace, tmp_path):
     events_in = family("shoppulse_events", "counter")
     outcomes = {s.labels["outcome"] for s in events_in.samples if s.value > 0}
     assert outcomes == {"ok", "invalid", "late", "duplicate"}, outcomes
-    assert {s.labels["topic"] for s in events_in.samples} == {ns.topics[t] for t in ("clickstream", "orders", "tickets")}
+    assert {s.labels["topic"] for s in events_in.samples} == {
+        ns.topics[t] for t in ("clickstream", "orders", "tickets")
+    }
     invalid = sum(s.value for s in events_in.samples if s.labels["outcome"] == "invalid" and s.name.endswith("_total"))
     assert invalid == 5
     family("shoppulse_dead_letters", "counter")
@@ -147,7 +162,10 @@ def test_metrics_families_names_and_counters(namespace, tmp_path):
     # Everything is processed: the lag, re-read from the broker every 5 s, comes to 0 per topic.
     deadline = time.monotonic() + 20
     while True:
-        lag = {s.labels["topic"]: s.value for s in _families(_scrape(worker.metrics_port))["shoppulse_consumer_lag_messages"].samples}
+        lag = {
+            s.labels["topic"]: s.value
+            for s in _families(_scrape(worker.metrics_port))["shoppulse_consumer_lag_messages"].samples
+        }
         if lag == {ns.topics[t]: 0.0 for t in ("clickstream", "orders", "tickets")} or time.monotonic() > deadline:
             break
         time.sleep(1)

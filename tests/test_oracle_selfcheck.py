@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from oracle import compare, compute, drop_late, iso, lookup, summarize, ts_ms
 
 T0 = 1_569_888_000_000  # 2019-10-01T00:00:00.000Z
@@ -19,13 +18,24 @@ _ids = iter(range(1_000_000))
 
 
 def click(etype, t, sid, visitor, **extra):
-    return ("clickstream", {"event_id": f"c{next(_ids)}", "event_type": etype, "ts": t, "session_id": sid,
-                            "visitor_id": visitor, **extra})  # fmt: skip
+    return (
+        "clickstream",
+        {"event_id": f"c{next(_ids)}", "event_type": etype, "ts": t, "session_id": sid, "visitor_id": visitor, **extra},
+    )
 
 
 def order(etype, t, order_id, customer, **extra):
-    return ("orders", {"event_id": f"o{next(_ids)}", "event_type": etype, "ts": t, "order_id": order_id,
-                       "customer_id": customer, **extra})  # fmt: skip
+    return (
+        "orders",
+        {
+            "event_id": f"o{next(_ids)}",
+            "event_type": etype,
+            "ts": t,
+            "order_id": order_id,
+            "customer_id": customer,
+            **extra,
+        },
+    )
 
 
 def ticket(etype, t, ticket_id, **extra):
@@ -146,10 +156,11 @@ def test_product_view_pairs_hourly_only(clicks):
 
 
 def test_exactly_timeout_is_same_session_and_label_cap():
-    events = [click("page_view", at(0), "s1", "v1", device="desktop"),
-              click("page_view", at(1800), "s1", "v1")]  # fmt: skip
-    events += [click("page_view", at(5 + i), f"x{i}", f"u{i}", device=d)
-               for i, d in enumerate(["mobile", "mobile", "tablet", "other", "tablet", "mobile"])]  # fmt: skip
+    events = [click("page_view", at(0), "s1", "v1", device="desktop"), click("page_view", at(1800), "s1", "v1")]
+    events += [
+        click("page_view", at(5 + i), f"x{i}", f"u{i}", device=d)
+        for i, d in enumerate(["mobile", "mobile", "tablet", "other", "tablet", "mobile"])
+    ]
     out = compute(events, label_cap=2)
     hour = w(0, 3600)
     assert lookup(out, "sessions", "1h", hour) == 7
@@ -166,21 +177,48 @@ def test_exactly_timeout_is_same_session_and_label_cap():
 def orders():
     events = [
         # revenue 2*10 + 5.5 - 1.5 = 24.00; cost 12 + 2.25 = 14.25; new customer (first sight)
-        order("order_placed", at(10), "o1", "c1", currency="USD", discount=1.5,
-              items=[{"product_id": "p1", "quantity": 2, "unit_price": 10.0, "unit_cost": 6.0},
-                     {"product_id": "p2", "quantity": 1, "unit_price": 5.5, "unit_cost": 2.25}]),
+        order(
+            "order_placed",
+            at(10),
+            "o1",
+            "c1",
+            currency="USD",
+            discount=1.5,
+            items=[
+                {"product_id": "p1", "quantity": 2, "unit_price": 10.0, "unit_cost": 6.0},
+                {"product_id": "p2", "quantity": 1, "unit_price": 5.5, "unit_cost": 2.25},
+            ],
+        ),
         # revenue 10.00, not costed; c1 returning
-        order("order_placed", at(20), "o2", "c1", currency="USD",
-              items=[{"product_id": "p1", "quantity": 1, "unit_price": 10.0}]),
+        order(
+            "order_placed",
+            at(20),
+            "o2",
+            "c1",
+            currency="USD",
+            items=[{"product_id": "p1", "quantity": 1, "unit_price": 10.0}],
+        ),
         # guest: neither new nor returning
-        order("order_placed", at(30), "o3", None, currency="EUR",
-              items=[{"product_id": "p3", "quantity": 1, "unit_price": 7.25}]),
-        order("order_refunded", at(40), "o2", "c1", currency="USD",
-              items=[{"product_id": "p1", "quantity": 1, "unit_price": 10.0}]),
+        order(
+            "order_placed",
+            at(30),
+            "o3",
+            None,
+            currency="EUR",
+            items=[{"product_id": "p3", "quantity": 1, "unit_price": 7.25}],
+        ),
+        order(
+            "order_refunded",
+            at(40),
+            "o2",
+            "c1",
+            currency="USD",
+            items=[{"product_id": "p1", "quantity": 1, "unit_price": 10.0}],
+        ),
         order("order_cancelled", at(50), "o3", None, currency="EUR"),
         # next minute: a refund with an explicit amount and no currency
         order("order_refunded", at(65), "o9", "c2", refund_amount=3.3),
-    ]  # fmt: skip
+    ]
     visits = [click("page_view", at(5), "s1", "v1"), click("page_view", at(6), "s2", "v2")]
     return compute(events + visits)
 
@@ -230,8 +268,10 @@ def test_sales_insights(orders):
 
 
 def test_is_first_order_wins():
-    events = [order("order_placed", at(1), "o1", "c1", currency="USD", is_first_order=False, items=[]),
-              order("order_placed", at(2), "o2", "c1", currency="USD", is_first_order=True, items=[])]  # fmt: skip
+    events = [
+        order("order_placed", at(1), "o1", "c1", currency="USD", is_first_order=False, items=[]),
+        order("order_placed", at(2), "o2", "c1", currency="USD", is_first_order=True, items=[]),
+    ]
     out = compute(events)
     assert lookup(out, "new_customer_orders", "1m", w(0)) == 1
     assert lookup(out, "returning_customer_orders", "1m", w(0)) == 1
@@ -327,8 +367,11 @@ def test_quantiles_sla_backlog_reopen():
     events = [ticket("ticket_created", at(0), f"t{i}", priority="urgent") for i in range(10)]
     # replies after 3591..3600 s + i*100 s; urgent SLA 3600 s -> breaches for i >= 1 (3700 s...)
     events += [ticket("agent_replied", at(3600 + 60 + i * 100), f"t{i}") for i in range(10)]
-    events += [ticket("ticket_solved", at(3700), "t0"), ticket("ticket_reopened", at(3710), "t0"),
-               ticket("ticket_solved", at(3720), "t1")]  # fmt: skip
+    events += [
+        ticket("ticket_solved", at(3700), "t0"),
+        ticket("ticket_reopened", at(3710), "t0"),
+        ticket("ticket_solved", at(3720), "t1"),
+    ]
     out = compute(events, backlog_s=3600)
     hour = w(3600, 3600)
     frts = sorted(3660 + i * 100 for i in range(10))
@@ -351,18 +394,23 @@ def test_quantiles_sla_backlog_reopen():
 
 
 def test_drop_late():
-    events = [click("page_view", at(0), "s", "v"), click("page_view", at(200), "s", "v"),
-              click("page_view", at(150), "s", "v"),  # window end 00:03:00 + 30 s > 00:03:20: kept
-              click("page_view", at(100), "s", "v"),  # window end 00:02:00 + 30 s <= 00:03:20: late
-              order("order_placed", at(30), "o", None, items=[])]  # another stream: kept  # fmt: skip
+    events = [
+        click("page_view", at(0), "s", "v"),
+        click("page_view", at(200), "s", "v"),
+        click("page_view", at(150), "s", "v"),  # window end 00:03:00 + 30 s > 00:03:20: kept
+        click("page_view", at(100), "s", "v"),  # window end 00:02:00 + 30 s <= 00:03:20: late
+        order("order_placed", at(30), "o", None, items=[]),
+    ]  # another stream: kept
     kept, dropped = drop_late(events, grace_s=30, smallest_window_s=60)
     assert dropped == [events[3]]
     assert kept == [events[0], events[1], events[2], events[4]]
 
 
 def _records(expected):
-    return [{"kpi": k[0], "window": k[1], "window_start": k[2], "dimensions": dict(k[3]), "value": v, "final": True}
-            for k, v in expected.items()]  # fmt: skip
+    return [
+        {"kpi": k[0], "window": k[1], "window_start": k[2], "dimensions": dict(k[3]), "value": v, "final": True}
+        for k, v in expected.items()
+    ]
 
 
 def test_compare(orders, tickets):
@@ -381,8 +429,12 @@ def test_compare(orders, tickets):
             r["value"] += 1e-8 if r["dimensions"]["currency"] == "USD" else 1e-3
         elif r["kpi"] == "first_response_seconds" and r["dimensions"] == {"stat": "p90"} and r["value"]:
             r["value"] *= 1.005  # within 1 %
-        elif r["kpi"] == "first_response_seconds" and r["dimensions"] == {"stat": "mean"} and r["window"] == "1m" \
-                and r["value"]:
+        elif (
+            r["kpi"] == "first_response_seconds"
+            and r["dimensions"] == {"stat": "mean"}
+            and r["window"] == "1m"
+            and r["value"]
+        ):
             r["value"] *= 1.005  # the mean is exact
         elif r["kpi"] == "refund_rate" and r["value"] is None:
             r["value"] = 0.0
@@ -390,12 +442,15 @@ def test_compare(orders, tickets):
             continue  # missing
         changed.append(r)
     changed.append(dict(changed[-1]))  # a duplicate
-    changed.append({"kpi": "searches", "window": "1m", "window_start": w(600), "dimensions": {}, "value": 3,
-                    "final": True})  # fmt: skip
-    changed.append({"kpi": "open_tickets", "window": "1m", "window_start": w(600), "dimensions": {}, "value": 1,
-                    "final": True})  # fmt: skip  # a snapshot of a quiet window: fine
-    changed.append({"kpi": "searches", "window": "1m", "window_start": w(660), "dimensions": {}, "value": 0,
-                    "final": True})  # fmt: skip  # zero: fine
+    changed.append(
+        {"kpi": "searches", "window": "1m", "window_start": w(600), "dimensions": {}, "value": 3, "final": True}
+    )
+    changed.append(
+        {"kpi": "open_tickets", "window": "1m", "window_start": w(600), "dimensions": {}, "value": 1, "final": True}
+    )  # a snapshot of a quiet window: fine
+    changed.append(
+        {"kpi": "searches", "window": "1m", "window_start": w(660), "dimensions": {}, "value": 0, "final": True}
+    )  # zero: fine
     problems = compare(expected, changed)
     text = "\n".join(problems)
     assert "mismatch orders 1m 2019-10-01T00:00:00.000Z: expected 3, got 4" in text

@@ -9,10 +9,10 @@ traffic stops, not by new events.
 from __future__ import annotations
 
 import msgspec
+import oracle
 import orjson
 import pytest
 
-import oracle
 from shoppulse.tools.generate import GeneratorConfig, TrafficGenerator
 
 pytestmark = pytest.mark.integration
@@ -38,8 +38,10 @@ def test_checkout_outage_drives_conversion_to_zero(namespace, tmp_path):
     last_start = oracle.iso(END_MS - 60_000)  # the last minute with traffic
 
     def closed_through_the_end(records):
-        return any(r["final"] and r["kpi"] == "conversion_rate" and r["window"] == "1m" and r["window_start"] == last_start
-                   for r in records)  # fmt: skip
+        return any(
+            r["final"] and r["kpi"] == "conversion_rate" and r["window"] == "1m" and r["window_start"] == last_start
+            for r in records
+        )
 
     records = ns.read_topic(ns.topics["results"], quiet_seconds=5, timeout=240, until=closed_through_the_end)
     conversion = {

@@ -16,11 +16,12 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shoppulse.kafka import free_port
-from shoppulse.streams.settings import Settings, apply_overrides, env_overrides
+from shoppulse.config import apply_overrides, env_overrides
+from shoppulse.kafka.broker import free_port
+from shoppulse.outputs.alerts import render_prometheus_config, render_rules
+from shoppulse.settings import Settings
 from shoppulse.tools.generate import GeneratorConfig
 from shoppulse.tools.generate import run as generate
-from shoppulse.tools.prometheus import render_prometheus_config, render_rules
 from shoppulse.tools.sink import KafkaSink
 
 pytestmark = pytest.mark.integration
@@ -86,30 +87,42 @@ def test_prometheus_scrapes_the_worker_and_fires_a_goal_alert(namespace, tmp_pat
     # Short timeouts so 1 m windows, sessions included, close within seconds of their end.
     ns = namespace(grace_seconds=2, idle_timeout_seconds=2, session_timeout_seconds=15)
     worker = ns.start_worker()
-    generator = LiveTraffic(apply_overrides(Settings(), env_overrides(ns.env), "test namespace"),
-                            GeneratorConfig(rate=20, seed=11, scenario="checkout-outage"))  # fmt: skip
+    generator = LiveTraffic(
+        apply_overrides(Settings(), env_overrides(ns.env), "test namespace"),
+        GeneratorConfig(rate=20, seed=11, scenario="checkout-outage"),
+    )
     generator.start()
 
     folder = tmp_path / "prometheus"
     folder.mkdir()
     (folder / "rules.yml").write_text(render_rules(Settings(), window="1m", for_="5s"))
     (folder / "prometheus.yml").write_text(
-        render_prometheus_config([f"127.0.0.1:{worker.metrics_port}"], ["rules.yml"], scrape_interval="1s"))  # fmt: skip
+        render_prometheus_config([f"127.0.0.1:{worker.metrics_port}"], ["rules.yml"], scrape_interval="1s")
+    )
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     prometheus_log = open(folder / "prometheus.log", "w")
     server = subprocess.Popen(
-        [prometheus, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=prometheus_log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            prometheus,
+            f"--config.file={folder / 'prometheus.yml'}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=prometheus_log,
+        stderr=subprocess.STDOUT,
+    )
 
     def diagnose() -> str:
-        logs = {"worker": ns.worker_log(), "generator": repr(generator.error),
-                "prometheus": (folder / "prometheus.log").read_text()[-3000:]}  # fmt: skip
+        logs = {
+            "worker": ns.worker_log(),
+            "generator": repr(generator.error),
+            "prometheus": (folder / "prometheus.log").read_text()[-3000:],
+        }
         return "\n".join(f"--- {name}\n{text}" for name, text in logs.items())
 
     try:
+
         def target_up():
             targets = _api(base, "targets")["activeTargets"]
             return [t for t in targets if t["health"] == "up" and t["labels"]["job"] == "shoppulse"]
@@ -137,13 +150,19 @@ def test_prometheus_scrapes_the_worker_and_fires_a_goal_alert(namespace, tmp_pat
 
         def conversion_alert_firing():
             alerts = _api(base, "alerts")["alerts"]
-            return [a for a in alerts if a["labels"]["alertname"] == "ShoppulseConversionRateBelowGoal" and a["state"] == "firing"]
+            return [
+                a
+                for a in alerts
+                if a["labels"]["alertname"] == "ShoppulseConversionRateBelowGoal" and a["state"] == "firing"
+            ]
 
         firing = _wait_for("the conversion goal alert to fire", conversion_alert_firing, 180, diagnose)
         assert firing[0]["labels"]["window"] == "1m" and firing[0]["labels"]["severity"] == "warning"
         # No purchase can succeed: conversion is exactly 0 in a window with sessions.
         assert float(firing[0]["value"]) == 0.0
-        assert firing[0]["annotations"]["summary"].startswith("conversion_rate is 0% in the last closed 1m window"), firing
+        assert firing[0]["annotations"]["summary"].startswith("conversion_rate is 0% in the last closed 1m window"), (
+            firing
+        )
     finally:
         server.terminate()
         try:

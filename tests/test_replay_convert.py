@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -161,11 +162,11 @@ def test_incident_log_counts(incidents):
     transitions = Counter()
     for sequence in states.values():
         sequence = ["New"] + sequence  # a ticket is New when created
-        transitions.update((a, b) for a, b in zip(sequence, sequence[1:]) if a != b)
+        transitions.update((a, b) for a, b in itertools.pairwise(sequence) if a != b)
     solved = {"Resolved", "Closed"}
     reopens = sum(n for (a, b), n in transitions.items() if a in solved and b not in solved)
     # "1 - Critical" < "2 - High" < ...: a smaller leading digit is a higher priority.
-    escalations = sum(b < a for sequence in priorities.values() for a, b in zip(sequence, sequence[1:]))
+    escalations = sum(b < a for sequence in priorities.values() for a, b in itertools.pairwise(sequence))
     public_replies = transitions[("New", "Active")] + sum(
         n for (a, b), n in transitions.items() if b == "Awaiting User Info" and a not in solved
     )
@@ -201,8 +202,11 @@ def test_incident_ticket_lifecycles_are_ordered(incidents):
     assert first[0].ts == parse_ts("2016-02-29T01:16:00+00:00")
     assert first[1].ts == parse_ts("2016-02-29T08:53:00+00:00")  # when the state became Resolved
     assert (first[0].priority, first[0].channel, first[0].customer_id, first[0].category) == (
-        "normal", "phone", "Caller 2403", "Category 55",
-    )  # fmt: skip
+        "normal",
+        "phone",
+        "Caller 2403",
+        "Category 55",
+    )
 
 
 # ------------------------------------------------------------------ jsonl and replay
@@ -214,9 +218,15 @@ def test_jsonl_round_trip_and_invalid_lines(tmp_path, rees46):
     good = orjson.loads(encode(event)) | {"topic": stream}
     untopiced = orjson.loads(encode(rees46[1][1]))
     path.write_bytes(
-        orjson.dumps(good) + b"\n" + b"{not json\n" + b"\n" + orjson.dumps(untopiced) + b"\n"
-        + orjson.dumps({"topic": "orders", "event_id": "x"}) + b"\n"
-    )  # fmt: skip
+        orjson.dumps(good)
+        + b"\n"
+        + b"{not json\n"
+        + b"\n"
+        + orjson.dumps(untopiced)
+        + b"\n"
+        + orjson.dumps({"topic": "orders", "event_id": "x"})
+        + b"\n"
+    )
     with pytest.raises(ValueError, match=r"events.jsonl:2: not a valid clickstream event"):
         list(read_events("jsonl", path, topic="clickstream"))
     with pytest.raises(ValueError, match=r"events.jsonl:2: no `topic` field"):

@@ -6,7 +6,6 @@ import csv
 from collections import Counter
 
 import pytest
-
 from conftest import DATASETS
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,9 @@ import sys
 import time
 
 import pytest
-
 from conftest import DATASETS
-from shoppulse.kafka import free_port
+
+from shoppulse.kafka.broker import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -53,10 +53,24 @@ def test_worker_replay_and_tail_over_sasl_scram(namespace, kafka_broker):
     assert result.returncode == 0, result.stderr
     with open(ns.tmp_path / "w0.log", "w") as log:  # ns.worker_log() reads it
         worker = subprocess.Popen(
-            [sys.executable, "-m", "shoppulse.cli", "worker", "--config", config, "--data-dir", str(ns.tmp_path / "w0"),
-             "--metrics-port", str(free_port()), "--metrics-host", "127.0.0.1"],
-            env=ns.env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "shoppulse.cli",
+                "worker",
+                "--config",
+                config,
+                "--data-dir",
+                str(ns.tmp_path / "w0"),
+                "--metrics-port",
+                str(free_port()),
+                "--metrics-host",
+                "127.0.0.1",
+            ],
+            env=ns.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     ns.workers.append(worker)  # stopped by the fixture
 
     # Read through the plain listener: the records can only be there if the worker got in over SASL.
@@ -65,15 +79,17 @@ def test_worker_replay_and_tail_over_sasl_scram(namespace, kafka_broker):
     assert has_final(records), ns.worker_log()
     assert worker.poll() is None, ns.worker_log()
 
-    tail = ns.shoppulse("tail", "--config", config, "--from-beginning", "--json", "--final-only", "--max-records", "5",
-                        timeout=120)  # fmt: skip
+    tail = ns.shoppulse(
+        "tail", "--config", config, "--from-beginning", "--json", "--final-only", "--max-records", "5", timeout=120
+    )
     assert tail.returncode == 0, tail.stderr
     lines = [json.loads(line) for line in tail.stdout.splitlines()]
     assert len(lines) == 5 and all(r["final"] for r in lines)
 
 
-@pytest.mark.parametrize("command", [["worker"], ["replay", "online-retail", str(SAMPLE), "--quiet"], ["tail"]],
-                         ids=lambda c: c[0])  # fmt: skip
+@pytest.mark.parametrize(
+    "command", [["worker"], ["replay", "online-retail", str(SAMPLE), "--quiet"], ["tail"]], ids=lambda c: c[0]
+)
 def test_wrong_password_is_a_clear_error(namespace, kafka_broker, command):
     ns = namespace()
     _file_only(ns)
@@ -84,7 +100,9 @@ def test_wrong_password_is_a_clear_error(namespace, kafka_broker, command):
     elapsed = time.monotonic() - started
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
-    assert f"The Kafka broker at {kafka_broker.sasl_bootstrap} rejected the SASL credentials of user `shoppulse` " \
-           "(SCRAM-SHA-512)" in result.stderr, result.stderr  # fmt: skip
+    assert (
+        f"The Kafka broker at {kafka_broker.sasl_bootstrap} rejected the SASL credentials of user `shoppulse` "
+        "(SCRAM-SHA-512)" in result.stderr
+    ), result.stderr
     assert "security.sasl_password" in result.stderr
     assert elapsed < 30, f"took {elapsed:.1f} s"

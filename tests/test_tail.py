@@ -12,8 +12,8 @@ import sys
 from datetime import datetime
 
 import pytest
-
 from conftest import DATASETS, Namespace
+
 from shoppulse.streams.goals import format_value
 from shoppulse.streams.kpis import BY_KEY
 
@@ -106,13 +106,19 @@ def test_tail_filters_and_pretty_prints(replayed):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == len(expected), result.stdout
-    shown = [(r["window_start"][11:19], r["dimensions"]["currency"], format_value("average_order_value", r["value"]))
-             for r in expected]  # fmt: skip
+    shown = [
+        (r["window_start"][11:19], r["dimensions"]["currency"], format_value("average_order_value", r["value"]))
+        for r in expected
+    ]
     for line in lines:
         assert " 1h " in line and "average_order_value" in line and line.rstrip().endswith("final"), line
     for start, currency, value in shown:
         assert any(f" {start}–" in line and f"currency={currency}" in line and value in line for line in lines), (
-            start, currency, value, result.stdout)  # fmt: skip
+            start,
+            currency,
+            value,
+            result.stdout,
+        )
 
 
 def test_tail_max_records(replayed):
@@ -122,8 +128,13 @@ def test_tail_max_records(replayed):
 
 
 def test_tail_ctrl_c_exits_cleanly(replayed):
-    proc = subprocess.Popen([sys.executable, "-m", "shoppulse.cli", "tail", "--from-beginning"], env=replayed.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shoppulse.cli", "tail", "--from-beginning"],
+        env=replayed.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline(), "tail printed nothing"
         proc.send_signal(signal.SIGINT)

@@ -1,7 +1,7 @@
 """The demo's view model: final records of closed windows in, lines and sparklines out."""
 
+from shoppulse.settings import Settings
 from shoppulse.streams.goals import goals
-from shoppulse.streams.settings import Settings
 from shoppulse.tools.view import FAMILIES, Board, Health, sparkline
 
 
@@ -36,9 +36,13 @@ def test_an_incomplete_window_is_reported_after_the_wait():
 def test_line_shows_values_formatted_with_their_units():
     board = Board(goals(Settings()))
     start = "2026-11-23T08:00:00.000Z"
-    for record in (_record("sessions", start, 200), _record("conversion_rate", start, 0.0),
-                   _record("orders", start, 0), _record("revenue", start, 12.5, currency="EUR"),
-                   _record("first_response_seconds", start, 95.0, stat="p90")):  # fmt: skip
+    for record in (
+        _record("sessions", start, 200),
+        _record("conversion_rate", start, 0.0),
+        _record("orders", start, 0),
+        _record("revenue", start, 12.5, currency="EUR"),
+        _record("first_response_seconds", start, 95.0, stat="p90"),
+    ):
         board.on_record(record, now=0)
     [window] = board.complete(now=1000)
     line = board.line(window, "checkout-outage")
@@ -49,8 +53,10 @@ def test_line_shows_values_formatted_with_their_units():
 
 def test_health_rates_from_two_scrapes():
     health = Health()
-    scrape = 'shoppulse_events_total{{topic="c",outcome="ok"}} {ok}\nshoppulse_events_total{{topic="c",outcome="late"}} 3\n' \
-             'shoppulse_watermark_lag_seconds{{topic="c"}} 2.5\n'  # fmt: skip
+    scrape = (
+        'shoppulse_events_total{{topic="c",outcome="ok"}} {ok}\nshoppulse_events_total{{topic="c",outcome="late"}} 3\n'
+        'shoppulse_watermark_lag_seconds{{topic="c"}} 2.5\n'
+    )
     health.on_scrape(scrape.format(ok=100), now=10.0)
     health.on_scrape(scrape.format(ok=400), now=12.0)
     assert health.events_per_second == 150 and health.late == 3 and health.watermark_lag_seconds == 2.5
@@ -68,7 +74,7 @@ def test_dashboard_renders_panels_goals_and_alerts():
     board = Board(goals(Settings()))
     board.alerts = ["ShoppulseConversionRateBelowGoal conversion_rate is below its goal"]
     start = "2026-11-23T08:00:00.000Z"
-    for family, kpi in FAMILY_KPIS.items():
+    for _family, kpi in FAMILY_KPIS.items():
         board.on_record(_record(kpi, start, 0.0 if kpi == "conversion_rate" else 7), now=0)
     board.complete(now=1)
     console = Console(record=True, width=140, color_system=None)
@@ -84,7 +90,7 @@ def test_a_goal_is_shown_only_on_the_row_it_applies_to():
 
     board = Board(goals(Settings()))
     start = "2026-11-23T08:00:00.000Z"
-    for family, kpi in FAMILY_KPIS.items():
+    for _family, kpi in FAMILY_KPIS.items():
         board.on_record(_record(kpi, start, 1), now=0)
     # The first-response goal (<= 1 h) is on p90: a 2 h p50 is not a breach of it.
     board.on_record(_record("first_response_seconds", start, 7200.0, stat="p50"), now=0)
@@ -92,5 +98,7 @@ def test_a_goal_is_shown_only_on_the_row_it_applies_to():
     board.complete(now=1)
     console = Console(record=True, width=140, color_system=None)
     console.print(board.render("Kafka x", "normal", "keys: s, q"))
-    rows = {line.split("│")[1].strip().split("  ")[0]: line for line in console.export_text().splitlines() if "FRT" in line}
+    rows = {
+        line.split("│")[1].strip().split("  ")[0]: line for line in console.export_text().splitlines() if "FRT" in line
+    }
     assert "<= 1h" in rows["FRT p90"] and "<= 1h" not in rows["FRT p50"]

@@ -53,6 +53,10 @@ Priority = Literal["low", "normal", "high", "urgent"]
 
 Timestamp = str | int  # RFC 3339 with a zone, or epoch milliseconds
 
+# The three source streams: every topic name, engine, state table and counter label follows this.
+Stream = Literal["clickstream", "orders", "tickets"]
+STREAMS: tuple[Stream, ...] = get_args(Stream)
+
 
 class ClickEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One clickstream event. Kafka key: visitor_id (see docs/events.md for why)."""

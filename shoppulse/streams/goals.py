@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import SettingsError
+from ..settings import Settings
 from .kpis import BY_KEY, CATALOGUE
-from .settings import Settings, SettingsError
 
 # A goal on a quantile KPI is about its overall p90 (not a channel or priority breakdown).
 QUANTILE_GOAL_SERIES = {"stat": "p90"}
@@ -50,7 +51,7 @@ def format_value(kpi: str, value: float | None) -> str:
     if unit == "ratio" and kpi != "nps":
         return f"{value * 100:.1f}%"
     if unit == "seconds":
-        seconds = int(round(value))
+        seconds = round(value)
         if seconds >= 3600:
             return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
         if seconds >= 60:
@@ -78,7 +79,7 @@ def goals(settings: Settings) -> dict[str, Goal]:
         if not raw:
             resolved.pop(key, None)
             continue
-        (bound, target), = raw.items()
+        ((bound, target),) = raw.items()
         if isinstance(target, bool) or not isinstance(target, (int, float)):
             raise SettingsError(f"goals.{key}.{bound}: must be a number, got {target!r}")
         resolved[key] = Goal(key, ">=" if bound == "min" else "<=", float(target), _series(key))

@@ -13,8 +13,8 @@ merged `Measures` of one window of one family:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .measures import MICROS, Measures, TopItems
 
@@ -48,7 +48,7 @@ class Kpi:
     unit: str  # count | ratio | seconds | currency | average | score | tickets (a snapshot)
     formula: str
     source: str
-    compute: Callable[[Measures, "Context"], list[Value]]
+    compute: Callable[[Measures, Context], list[Value]]
     attribution: str = "the window of the event's `ts`"
     # Measures exported as Prometheus counters: a name (`shoppulse_<measure>_total`) or a `Counted`.
     counters: tuple[str | Counted, ...] = ()
@@ -146,7 +146,9 @@ def quantiles(key: str, sketch_prefix: str, sum_ms: str, n: str, dims: tuple[str
             for stat, q in (("p50", 0.5), ("p90", 0.9)):
                 value = sketch.quantile(q) / 1000 if sketch is not None and k else None
                 out.append(Value(key, value, {**base_dims, "stat": stat}))
-            out.append(Value(key, (total_ms / 1000 / k) if k else None, {**base_dims, "stat": "mean"}, total_ms / 1000, k))
+            out.append(
+                Value(key, (total_ms / 1000 / k) if k else None, {**base_dims, "stat": "mean"}, total_ms / 1000, k)
+            )
         return out
 
     return compute
@@ -166,7 +168,9 @@ def _gross_margin(m: Measures, ctx: Context) -> list[Value]:
     out = []
     for currency in sorted(m.get("revenue_micros", {})):
         profit, revenue = profits.get(currency, 0) / MICROS, costed.get(currency, 0) / MICROS
-        out.append(Value("gross_margin", profit / revenue if revenue else None, {"currency": currency}, profit, revenue))
+        out.append(
+            Value("gross_margin", profit / revenue if revenue else None, {"currency": currency}, profit, revenue)
+        )
     return out
 
 
@@ -186,7 +190,9 @@ def _revenue_per_visitor(m: Measures, ctx: Context) -> list[Value]:
         return []
     visitors = traffic["visitors"].count() if "visitors" in traffic else 0
     return [
-        Value("revenue_per_visitor", (v / MICROS) / visitors if visitors else None, {"currency": c}, v / MICROS, visitors)
+        Value(
+            "revenue_per_visitor", (v / MICROS) / visitors if visitors else None, {"currency": c}, v / MICROS, visitors
+        )
         for c, v in sorted(m.get("revenue_micros", {}).items())
     ]
 
@@ -211,142 +217,479 @@ DURATION_END = "the window where the duration ends"
 
 CATALOGUE: tuple[Kpi, ...] = (
     # ---------------------------------------------------------------- traffic
-    Kpi("sessions", "traffic", "count", "sessions started in the window",
-        "GA4 `sessions` (30 min inactivity split)", count("sessions", "sessions"),
-        attribution="the window of the session's first event", counters=("sessions",)),
-    Kpi("sessions_by_device", "traffic", "count", "sessions started, by `device` (top N + other)",
-        "GA4 device category", by_label("sessions_by_device", "sessions_by_device", "device"), dims=("device",),
-        attribution="the window of the session's first event"),
-    Kpi("sessions_by_source", "traffic", "count", "sessions started, by `source` (top N + other)",
-        "GA4 session source", by_label("sessions_by_source", "sessions_by_source", "source"), dims=("source",),
-        attribution="the window of the session's first event"),
-    Kpi("unique_visitors", "traffic", "count", "distinct visitor_id over all events (theta sketch, exact below 65,536)",
-        "GA4 `totalUsers`", lambda m, ctx: [Value("unique_visitors", m["visitors"].count() if "visitors" in m else 0)]),
-    Kpi("page_views", "traffic", "count", "page_view + product_view events", "GA4 `screenPageViews`",
-        count("page_views", "page_views"), counters=("page_views",)),
-    Kpi("new_visitor_share", "traffic", "ratio",
+    Kpi(
+        "sessions",
+        "traffic",
+        "count",
+        "sessions started in the window",
+        "GA4 `sessions` (30 min inactivity split)",
+        count("sessions", "sessions"),
+        attribution="the window of the session's first event",
+        counters=("sessions",),
+    ),
+    Kpi(
+        "sessions_by_device",
+        "traffic",
+        "count",
+        "sessions started, by `device` (top N + other)",
+        "GA4 device category",
+        by_label("sessions_by_device", "sessions_by_device", "device"),
+        dims=("device",),
+        attribution="the window of the session's first event",
+    ),
+    Kpi(
+        "sessions_by_source",
+        "traffic",
+        "count",
+        "sessions started, by `source` (top N + other)",
+        "GA4 session source",
+        by_label("sessions_by_source", "sessions_by_source", "source"),
+        dims=("source",),
+        attribution="the window of the session's first event",
+    ),
+    Kpi(
+        "unique_visitors",
+        "traffic",
+        "count",
+        "distinct visitor_id over all events (theta sketch, exact below 65,536)",
+        "GA4 `totalUsers`",
+        lambda m, ctx: [Value("unique_visitors", m["visitors"].count() if "visitors" in m else 0)],
+    ),
+    Kpi(
+        "page_views",
+        "traffic",
+        "count",
+        "page_view + product_view events",
+        "GA4 `screenPageViews`",
+        count("page_views", "page_views"),
+        counters=("page_views",),
+    ),
+    Kpi(
+        "new_visitor_share",
+        "traffic",
+        "ratio",
         "sessions of first-time visitors / sessions (`is_new_visitor`, else first sight of visitor_id)",
-        "GA4 `newUsers` / sessions", ratio("new_visitor_share", "new_visitor_sessions", "sessions"),
-        attribution="the window of the session's first event", counters=("new_visitor_sessions",)),
-    Kpi("promo_ctr", "traffic", "ratio", "promo_click / promo_view events", "GA4 promotion CTR",
-        ratio("promo_ctr", "promo_clicks", "promo_views"), counters=("promo_clicks", "promo_views")),
-    Kpi("email_ctr", "traffic", "ratio", "email_click / email_open events", "email click-to-open rate",
-        ratio("email_ctr", "email_clicks", "email_opens"), counters=("email_clicks", "email_opens")),
+        "GA4 `newUsers` / sessions",
+        ratio("new_visitor_share", "new_visitor_sessions", "sessions"),
+        attribution="the window of the session's first event",
+        counters=("new_visitor_sessions",),
+    ),
+    Kpi(
+        "promo_ctr",
+        "traffic",
+        "ratio",
+        "promo_click / promo_view events",
+        "GA4 promotion CTR",
+        ratio("promo_ctr", "promo_clicks", "promo_views"),
+        counters=("promo_clicks", "promo_views"),
+    ),
+    Kpi(
+        "email_ctr",
+        "traffic",
+        "ratio",
+        "email_click / email_open events",
+        "email click-to-open rate",
+        ratio("email_ctr", "email_clicks", "email_opens"),
+        counters=("email_clicks", "email_opens"),
+    ),
     *(
         Kpi(key, "traffic", "count", f"{event} events", "event count", count(key, key), counters=(key,))
         for key, event in (
-            ("newsletter_signups", "newsletter_signup"), ("sms_signups", "sms_signup"),
-            ("unsubscribes", "unsubscribe"), ("chats_started", "chat_start"), ("searches", "search"),
+            ("newsletter_signups", "newsletter_signup"),
+            ("sms_signups", "sms_signup"),
+            ("unsubscribes", "unsubscribe"),
+            ("chats_started", "chat_start"),
+            ("searches", "search"),
             ("reviews_submitted", "review_submitted"),
         )
     ),
-    Kpi("product_view_pairs", "traffic", "count", "consecutive product views within a session (top 20, 1 h)",
-        "Shopify 'frequently viewed together'", top_list("product_view_pairs", "view_pairs"), insight=True,
-        attribution="the window of the second view"),
+    Kpi(
+        "product_view_pairs",
+        "traffic",
+        "count",
+        "consecutive product views within a session (top 20, 1 h)",
+        "Shopify 'frequently viewed together'",
+        top_list("product_view_pairs", "view_pairs"),
+        insight=True,
+        attribution="the window of the second view",
+    ),
     # --------------------------------------------------------------- sessions
-    Kpi("pages_per_session", "sessions", "average", "page views of the sessions started / those sessions",
-        "GA4 `screenPageViewsPerSession`", ratio("pages_per_session", "session_views", "ended_sessions"),
-        attribution=SESSION_START, counters=("session_views", "ended_sessions")),
-    Kpi("avg_session_duration_seconds", "sessions", "seconds", "mean of (last ts - first ts) over those sessions",
-        "GA4 `averageSessionDuration`", mean_seconds("avg_session_duration_seconds", "session_duration_ms", "ended_sessions"),
-        attribution=SESSION_START, counters=(Counted("session_duration_seconds", "session_duration_ms", scale=1000),)),
-    Kpi("bounce_rate", "sessions", "ratio",
+    Kpi(
+        "pages_per_session",
+        "sessions",
+        "average",
+        "page views of the sessions started / those sessions",
+        "GA4 `screenPageViewsPerSession`",
+        ratio("pages_per_session", "session_views", "ended_sessions"),
+        attribution=SESSION_START,
+        counters=("session_views", "ended_sessions"),
+    ),
+    Kpi(
+        "avg_session_duration_seconds",
+        "sessions",
+        "seconds",
+        "mean of (last ts - first ts) over those sessions",
+        "GA4 `averageSessionDuration`",
+        mean_seconds("avg_session_duration_seconds", "session_duration_ms", "ended_sessions"),
+        attribution=SESSION_START,
+        counters=(Counted("session_duration_seconds", "session_duration_ms", scale=1000),),
+    ),
+    Kpi(
+        "bounce_rate",
+        "sessions",
+        "ratio",
         "sessions not engaged / sessions; engaged = duration > 10 s, or >= 2 views, or a purchase",
         "GA4 `bounceRate` (1 - engagement rate)",
-        lambda m, ctx: [_ratio("bounce_rate", m.get("ended_sessions", 0) - m.get("engaged_sessions", 0), m.get("ended_sessions", 0))],
-        attribution=SESSION_START, counters=("engaged_sessions",), goal=("<=", 0.6)),
-    Kpi("add_to_cart_rate", "sessions", "ratio", "sessions with add_to_cart / sessions", "GA4 session add-to-cart rate",
-        ratio("add_to_cart_rate", "cart_sessions", "ended_sessions"), attribution=SESSION_START, counters=("cart_sessions",)),
-    Kpi("conversion_rate", "sessions", "ratio", "sessions with a purchase / sessions",
+        lambda m, ctx: [
+            _ratio("bounce_rate", m.get("ended_sessions", 0) - m.get("engaged_sessions", 0), m.get("ended_sessions", 0))
+        ],
+        attribution=SESSION_START,
+        counters=("engaged_sessions",),
+        goal=("<=", 0.6),
+    ),
+    Kpi(
+        "add_to_cart_rate",
+        "sessions",
+        "ratio",
+        "sessions with add_to_cart / sessions",
+        "GA4 session add-to-cart rate",
+        ratio("add_to_cart_rate", "cart_sessions", "ended_sessions"),
+        attribution=SESSION_START,
+        counters=("cart_sessions",),
+    ),
+    Kpi(
+        "conversion_rate",
+        "sessions",
+        "ratio",
+        "sessions with a purchase / sessions",
         "GA4 session key-event rate (purchase); Shopify conversion rate (sessions as denominator)",
         ratio("conversion_rate", "converted_sessions", "ended_sessions"),
-        attribution=SESSION_START, counters=("converted_sessions",), goal=(">=", 0.01)),
-    Kpi("cart_abandonment_rate", "sessions", "ratio", "sessions with add_to_cart and no purchase / sessions with add_to_cart",
-        "Baymard / Shopify cart abandonment", ratio("cart_abandonment_rate", "abandoned_cart_sessions", "cart_sessions"),
-        attribution=SESSION_START, counters=("abandoned_cart_sessions",), goal=("<=", 0.85)),
-    Kpi("checkout_abandonment_rate", "sessions", "ratio",
-        "sessions with begin_checkout and no purchase / sessions with begin_checkout", "Shopify checkout abandonment",
+        attribution=SESSION_START,
+        counters=("converted_sessions",),
+        goal=(">=", 0.01),
+    ),
+    Kpi(
+        "cart_abandonment_rate",
+        "sessions",
+        "ratio",
+        "sessions with add_to_cart and no purchase / sessions with add_to_cart",
+        "Baymard / Shopify cart abandonment",
+        ratio("cart_abandonment_rate", "abandoned_cart_sessions", "cart_sessions"),
+        attribution=SESSION_START,
+        counters=("abandoned_cart_sessions",),
+        goal=("<=", 0.85),
+    ),
+    Kpi(
+        "checkout_abandonment_rate",
+        "sessions",
+        "ratio",
+        "sessions with begin_checkout and no purchase / sessions with begin_checkout",
+        "Shopify checkout abandonment",
         ratio("checkout_abandonment_rate", "abandoned_checkout_sessions", "checkout_sessions"),
-        attribution=SESSION_START, counters=("checkout_sessions", "abandoned_checkout_sessions")),
+        attribution=SESSION_START,
+        counters=("checkout_sessions", "abandoned_checkout_sessions"),
+    ),
     # ------------------------------------------------------------------ sales
-    Kpi("orders", "sales", "count", "orders placed", "Shopify `orders`", count("orders", "orders"), counters=("orders",)),
-    Kpi("revenue", "sales", "currency", "sum of quantity x unit_price - discount (no tax, no shipping), per currency",
-        "Shopify net sales before returns", money_by_currency("revenue", "revenue_micros"), dims=("currency",), money_sum=True,
-        counters=(Counted("revenue", "revenue_micros", "currency", MICROS),)),
-    Kpi("average_order_value", "sales", "currency", "revenue / orders, per currency", "Shopify AOV",
-        money_ratio_by_currency("average_order_value", "revenue_micros", "orders_by_currency"), dims=("currency",),
-        counters=(Counted("orders_by_currency", "orders_by_currency", "currency"),)),
-    Kpi("units_per_order", "sales", "average", "units / orders", "Shopify units per transaction",
-        ratio("units_per_order", "units", "orders"), counters=("units",)),
-    Kpi("gross_profit", "sales", "currency", "revenue - cost over orders where every item has a unit_cost",
-        "Shopify gross profit", money_by_currency("gross_profit", "profit_micros"), dims=("currency",), money_sum=True,
+    Kpi(
+        "orders", "sales", "count", "orders placed", "Shopify `orders`", count("orders", "orders"), counters=("orders",)
+    ),
+    Kpi(
+        "revenue",
+        "sales",
+        "currency",
+        "sum of quantity x unit_price - discount (no tax, no shipping), per currency",
+        "Shopify net sales before returns",
+        money_by_currency("revenue", "revenue_micros"),
+        dims=("currency",),
+        money_sum=True,
+        counters=(Counted("revenue", "revenue_micros", "currency", MICROS),),
+    ),
+    Kpi(
+        "average_order_value",
+        "sales",
+        "currency",
+        "revenue / orders, per currency",
+        "Shopify AOV",
+        money_ratio_by_currency("average_order_value", "revenue_micros", "orders_by_currency"),
+        dims=("currency",),
+        counters=(Counted("orders_by_currency", "orders_by_currency", "currency"),),
+    ),
+    Kpi(
+        "units_per_order",
+        "sales",
+        "average",
+        "units / orders",
+        "Shopify units per transaction",
+        ratio("units_per_order", "units", "orders"),
+        counters=("units",),
+    ),
+    Kpi(
+        "gross_profit",
+        "sales",
+        "currency",
+        "revenue - cost over orders where every item has a unit_cost",
+        "Shopify gross profit",
+        money_by_currency("gross_profit", "profit_micros"),
+        dims=("currency",),
+        money_sum=True,
         # Profit can be negative, and a counter only goes up: export its parts instead.
-        counters=(Counted("costed_revenue", "costed_revenue_micros", "currency", MICROS),
-                  Counted("cost", "cost_micros", "currency", MICROS))),
-    Kpi("gross_margin", "sales", "ratio", "gross_profit / revenue of those orders", "Shopify gross margin",
-        _gross_margin, dims=("currency",)),
-    Kpi("cancellations", "sales", "count", "order_cancelled events", "Shopify cancelled orders",
-        count("cancellations", "cancellations"), counters=("cancellations",)),
-    Kpi("refunds", "sales", "count", "order_refunded events", "Shopify returns", count("refunds", "refunds"), counters=("refunds",)),
-    Kpi("refund_amount", "sales", "currency", "sum of refund_amount, per currency", "Shopify returns amount",
-        money_by_currency("refund_amount", "refund_micros"), dims=("currency",), money_sum=True,
-        counters=(Counted("refund_amount", "refund_micros", "currency", MICROS),)),
-    Kpi("refund_rate", "sales", "ratio", "refunds / orders", "Shopify return rate", ratio("refund_rate", "refunds", "orders")),
-    Kpi("new_customer_orders", "sales", "count", "orders of first-time customers (`is_first_order`, else first sight)",
-        "Shopify first-time customers", count("new_customer_orders", "new_customer_orders"), counters=("new_customer_orders",)),
-    Kpi("returning_customer_orders", "sales", "count", "orders of returning customers", "Shopify returning customers",
-        count("returning_customer_orders", "returning_customer_orders"), counters=("returning_customer_orders",)),
-    Kpi("returning_customer_rate", "sales", "ratio", "returning / (returning + new)", "Shopify returning customer rate",
-        lambda m, ctx: [_ratio("returning_customer_rate", m.get("returning_customer_orders", 0),
-                               m.get("returning_customer_orders", 0) + m.get("new_customer_orders", 0))]),
-    Kpi("top_products", "sales", "currency", "products by revenue (top 20, 1 h)", "Shopify top products",
-        top_list("top_products", "product_revenue_micros", MICROS), insight=True),
-    Kpi("product_affinity", "sales", "count", "product pairs bought in the same order (top 20, 1 h)",
-        "market-basket co-occurrence", top_list("product_affinity", "product_pairs"), insight=True),
+        counters=(
+            Counted("costed_revenue", "costed_revenue_micros", "currency", MICROS),
+            Counted("cost", "cost_micros", "currency", MICROS),
+        ),
+    ),
+    Kpi(
+        "gross_margin",
+        "sales",
+        "ratio",
+        "gross_profit / revenue of those orders",
+        "Shopify gross margin",
+        _gross_margin,
+        dims=("currency",),
+    ),
+    Kpi(
+        "cancellations",
+        "sales",
+        "count",
+        "order_cancelled events",
+        "Shopify cancelled orders",
+        count("cancellations", "cancellations"),
+        counters=("cancellations",),
+    ),
+    Kpi(
+        "refunds",
+        "sales",
+        "count",
+        "order_refunded events",
+        "Shopify returns",
+        count("refunds", "refunds"),
+        counters=("refunds",),
+    ),
+    Kpi(
+        "refund_amount",
+        "sales",
+        "currency",
+        "sum of refund_amount, per currency",
+        "Shopify returns amount",
+        money_by_currency("refund_amount", "refund_micros"),
+        dims=("currency",),
+        money_sum=True,
+        counters=(Counted("refund_amount", "refund_micros", "currency", MICROS),),
+    ),
+    Kpi(
+        "refund_rate",
+        "sales",
+        "ratio",
+        "refunds / orders",
+        "Shopify return rate",
+        ratio("refund_rate", "refunds", "orders"),
+    ),
+    Kpi(
+        "new_customer_orders",
+        "sales",
+        "count",
+        "orders of first-time customers (`is_first_order`, else first sight)",
+        "Shopify first-time customers",
+        count("new_customer_orders", "new_customer_orders"),
+        counters=("new_customer_orders",),
+    ),
+    Kpi(
+        "returning_customer_orders",
+        "sales",
+        "count",
+        "orders of returning customers",
+        "Shopify returning customers",
+        count("returning_customer_orders", "returning_customer_orders"),
+        counters=("returning_customer_orders",),
+    ),
+    Kpi(
+        "returning_customer_rate",
+        "sales",
+        "ratio",
+        "returning / (returning + new)",
+        "Shopify returning customer rate",
+        lambda m, ctx: [
+            _ratio(
+                "returning_customer_rate",
+                m.get("returning_customer_orders", 0),
+                m.get("returning_customer_orders", 0) + m.get("new_customer_orders", 0),
+            )
+        ],
+    ),
+    Kpi(
+        "top_products",
+        "sales",
+        "currency",
+        "products by revenue (top 20, 1 h)",
+        "Shopify top products",
+        top_list("top_products", "product_revenue_micros", MICROS),
+        insight=True,
+    ),
+    Kpi(
+        "product_affinity",
+        "sales",
+        "count",
+        "product pairs bought in the same order (top 20, 1 h)",
+        "market-basket co-occurrence",
+        top_list("product_affinity", "product_pairs"),
+        insight=True,
+    ),
     # ---------------------------------------------------------------- support
-    Kpi("tickets_created", "support", "count", "tickets created", "Zendesk `Tickets created`",
-        count("tickets_created", "tickets_created"), counters=("tickets_created",)),
-    Kpi("tickets_created_by_channel", "support", "count", "tickets created by channel (top N + other)",
-        "Zendesk tickets by channel", by_label("tickets_created_by_channel", "tickets_by_channel", "channel"), dims=("channel",)),
-    Kpi("tickets_created_by_category", "support", "count", "tickets created by category (top N + other)",
-        "Zendesk tickets by form/category", by_label("tickets_created_by_category", "tickets_by_category", "category"), dims=("category",)),
-    Kpi("first_response_seconds", "support", "seconds",
+    Kpi(
+        "tickets_created",
+        "support",
+        "count",
+        "tickets created",
+        "Zendesk `Tickets created`",
+        count("tickets_created", "tickets_created"),
+        counters=("tickets_created",),
+    ),
+    Kpi(
+        "tickets_created_by_channel",
+        "support",
+        "count",
+        "tickets created by channel (top N + other)",
+        "Zendesk tickets by channel",
+        by_label("tickets_created_by_channel", "tickets_by_channel", "channel"),
+        dims=("channel",),
+    ),
+    Kpi(
+        "tickets_created_by_category",
+        "support",
+        "count",
+        "tickets created by category (top N + other)",
+        "Zendesk tickets by form/category",
+        by_label("tickets_created_by_category", "tickets_by_category", "category"),
+        dims=("category",),
+    ),
+    Kpi(
+        "first_response_seconds",
+        "support",
+        "seconds",
         "created -> first public agent reply: p50, p90 (DDSketch) and mean, overall, by channel and by priority",
         "Zendesk Explore `First reply time`",
         quantiles("first_response_seconds", "frt", "frt_sum_ms", "first_replies", ("channel", "priority")),
         dims=("stat", "channel", "priority"),
-        attribution=DURATION_END, counters=("first_replies",), goal=("<=", 3600.0)),
-    Kpi("resolution_seconds", "support", "seconds", "created -> solved: p50, p90 (DDSketch) and mean",
-        "Zendesk Explore `Full resolution time`", quantiles("resolution_seconds", "resolution", "resolution_sum_ms", "resolutions", ()), dims=("stat",),
-        attribution=DURATION_END, counters=("solves",)),
-    Kpi("open_tickets", "support", "tickets", "tickets created and not solved, at the window's end",
-        "Zendesk `Unsolved tickets`", count("open_tickets", "open_tickets"), attribution="a snapshot at the window's end"),
-    Kpi("backlog_tickets", "support", "tickets", "open tickets older than 24 h (configurable), at the window's end",
-        "Zendesk backlog age", count("backlog_tickets", "backlog_tickets"), attribution="a snapshot at the window's end"),
-    Kpi("oldest_unanswered_ticket_age_seconds", "support", "seconds",
+        attribution=DURATION_END,
+        counters=("first_replies",),
+        goal=("<=", 3600.0),
+    ),
+    Kpi(
+        "resolution_seconds",
+        "support",
+        "seconds",
+        "created -> solved: p50, p90 (DDSketch) and mean",
+        "Zendesk Explore `Full resolution time`",
+        quantiles("resolution_seconds", "resolution", "resolution_sum_ms", "resolutions", ()),
+        dims=("stat",),
+        attribution=DURATION_END,
+        counters=("solves",),
+    ),
+    Kpi(
+        "open_tickets",
+        "support",
+        "tickets",
+        "tickets created and not solved, at the window's end",
+        "Zendesk `Unsolved tickets`",
+        count("open_tickets", "open_tickets"),
+        attribution="a snapshot at the window's end",
+    ),
+    Kpi(
+        "backlog_tickets",
+        "support",
+        "tickets",
+        "open tickets older than 24 h (configurable), at the window's end",
+        "Zendesk backlog age",
+        count("backlog_tickets", "backlog_tickets"),
+        attribution="a snapshot at the window's end",
+    ),
+    Kpi(
+        "oldest_unanswered_ticket_age_seconds",
+        "support",
+        "seconds",
         "window end - creation time of the oldest open ticket without a public agent reply (0 when none)",
-        "Zendesk `Requester wait time` (oldest)", _oldest_unanswered, attribution="a snapshot at the window's end",
-        goal=("<=", 4 * 3600.0)),
-    Kpi("escalation_rate", "support", "ratio", "escalations / tickets created", "Zendesk escalations",
-        ratio("escalation_rate", "escalations", "tickets_created"), counters=("escalations",)),
-    Kpi("reopen_rate", "support", "ratio", "reopens / solves", "Zendesk `Reopens`", ratio("reopen_rate", "reopens", "solves"),
-        counters=("reopens",)),
-    Kpi("one_touch_rate", "support", "ratio", "tickets solved with at most one public agent reply / tickets solved",
-        "Zendesk `One-touch tickets`", ratio("one_touch_rate", "one_touch_solves", "solves"), counters=("one_touch_solves",)),
-    Kpi("sla_breach_rate", "support", "ratio",
+        "Zendesk `Requester wait time` (oldest)",
+        _oldest_unanswered,
+        attribution="a snapshot at the window's end",
+        goal=("<=", 4 * 3600.0),
+    ),
+    Kpi(
+        "escalation_rate",
+        "support",
+        "ratio",
+        "escalations / tickets created",
+        "Zendesk escalations",
+        ratio("escalation_rate", "escalations", "tickets_created"),
+        counters=("escalations",),
+    ),
+    Kpi(
+        "reopen_rate",
+        "support",
+        "ratio",
+        "reopens / solves",
+        "Zendesk `Reopens`",
+        ratio("reopen_rate", "reopens", "solves"),
+        counters=("reopens",),
+    ),
+    Kpi(
+        "one_touch_rate",
+        "support",
+        "ratio",
+        "tickets solved with at most one public agent reply / tickets solved",
+        "Zendesk `One-touch tickets`",
+        ratio("one_touch_rate", "one_touch_solves", "solves"),
+        counters=("one_touch_solves",),
+    ),
+    Kpi(
+        "sla_breach_rate",
+        "support",
+        "ratio",
         "first replies later than the priority's target (urgent 1 h, high 4 h, normal 24 h, low 48 h) / first replies",
-        "Zendesk SLA `First reply time` breaches", ratio("sla_breach_rate", "sla_breaches", "first_replies"),
-        attribution=DURATION_END, counters=("sla_breaches",), goal=("<=", 0.1)),
-    Kpi("csat", "support", "ratio", "good / (good + bad); good = score 4-5 of 5", "Zendesk CSAT",
+        "Zendesk SLA `First reply time` breaches",
+        ratio("sla_breach_rate", "sla_breaches", "first_replies"),
+        attribution=DURATION_END,
+        counters=("sla_breaches",),
+        goal=("<=", 0.1),
+    ),
+    Kpi(
+        "csat",
+        "support",
+        "ratio",
+        "good / (good + bad); good = score 4-5 of 5",
+        "Zendesk CSAT",
         lambda m, ctx: [_ratio("csat", m.get("csat_good", 0), m.get("csat_good", 0) + m.get("csat_bad", 0))],
-        counters=("csat_good", "csat_bad"), goal=(">=", 0.8)),
-    Kpi("nps", "support", "score", "% promoters (9-10) - % detractors (0-6)", "Bain NPS", _nps,
-        counters=("nps_promoters", "nps_detractors", "nps_responses")),
+        counters=("csat_good", "csat_bad"),
+        goal=(">=", 0.8),
+    ),
+    Kpi(
+        "nps",
+        "support",
+        "score",
+        "% promoters (9-10) - % detractors (0-6)",
+        "Bain NPS",
+        _nps,
+        counters=("nps_promoters", "nps_detractors", "nps_responses"),
+    ),
     # ------------------------------------------------------------------ cross
-    Kpi("revenue_per_visitor", "cross", "currency", "revenue / unique_visitors of the same window, per currency",
-        "Shopify/GA4 revenue per user", _revenue_per_visitor, dims=("currency",), attribution="the window of the orders and visits"),
-    Kpi("hit_rate", "cross", "ratio", "per product: units sold / tickets about it (top 20, 1 h)",
-        "support contact rate per product", _hit_rate, insight=True),
+    Kpi(
+        "revenue_per_visitor",
+        "cross",
+        "currency",
+        "revenue / unique_visitors of the same window, per currency",
+        "Shopify/GA4 revenue per user",
+        _revenue_per_visitor,
+        dims=("currency",),
+        attribution="the window of the orders and visits",
+    ),
+    Kpi(
+        "hit_rate",
+        "cross",
+        "ratio",
+        "per product: units sold / tickets about it (top 20, 1 h)",
+        "support contact rate per product",
+        _hit_rate,
+        insight=True,
+    ),
 )
 
 BY_KEY = {kpi.key: kpi for kpi in CATALOGUE}
@@ -360,6 +703,8 @@ def counters() -> list[Counted]:
             spec = Counted(spec, spec) if isinstance(spec, str) else spec
             specs[spec.name] = spec
     return sorted(specs.values(), key=lambda c: c.name)
+
+
 # Which families a cross KPI needs, besides `sales`.
 CROSS_NEEDS = {"revenue_per_visitor": "traffic", "hit_rate": "support"}
 

@@ -36,7 +36,7 @@ class Distinct:
 
     LG_K = 16
 
-    __slots__ = ("sketch", "merged")
+    __slots__ = ("merged", "sketch")
 
     def __init__(self) -> None:
         self.sketch = datasketches.update_theta_sketch(self.LG_K)  # values added here
@@ -45,7 +45,7 @@ class Distinct:
     def add(self, value: str) -> None:
         self.sketch.update(value)
 
-    def merge(self, other: "Distinct") -> None:
+    def merge(self, other: Distinct) -> None:
         self._merge_compact(other.compact())
 
     def _merge_compact(self, compact) -> None:
@@ -76,7 +76,7 @@ class Distinct:
         return {"$theta": base64.b64encode(self.compact().serialize(compress=True)).decode()}
 
     @classmethod
-    def load(cls, data: dict) -> "Distinct":
+    def load(cls, data: dict) -> Distinct:
         distinct = cls()
         distinct.merged = datasketches.compact_theta_sketch.deserialize(base64.b64decode(data["$theta"]))
         return distinct
@@ -96,7 +96,7 @@ class Quantiles:
     def add(self, value: float) -> None:
         self.sketch.add(max(value, 0.0))
 
-    def merge(self, other: "Quantiles") -> None:
+    def merge(self, other: Quantiles) -> None:
         self.sketch.merge(other.sketch)
 
     def quantile(self, q: float) -> float | None:
@@ -109,7 +109,7 @@ class Quantiles:
         return {"$dd": bins, "z": self.sketch._zero_count}
 
     @classmethod
-    def load(cls, data: dict) -> "Quantiles":
+    def load(cls, data: dict) -> Quantiles:
         quantiles = cls()
         for key, count in data["$dd"]:
             quantiles.sketch.add(cls._mapping.value(key), count)
@@ -134,7 +134,7 @@ class TopItems:
     def add(self, item: str, weight: int = 1) -> None:
         self.sketch.update(item, weight)
 
-    def merge(self, other: "TopItems") -> None:
+    def merge(self, other: TopItems) -> None:
         self.sketch.merge(other.sketch)
 
     def weight(self, item: str) -> int:
@@ -149,7 +149,7 @@ class TopItems:
         return {"$freq": base64.b64encode(self.sketch.serialize()).decode()}
 
     @classmethod
-    def load(cls, data: dict) -> "TopItems":
+    def load(cls, data: dict) -> TopItems:
         return cls(datasketches.frequent_strings_sketch.deserialize(base64.b64decode(data["$freq"])))
 
 
@@ -186,7 +186,7 @@ class Measures(dict):
             value = self[name] = TopItems()
         return value
 
-    def merge(self, other: "Measures") -> "Measures":
+    def merge(self, other: Measures) -> Measures:
         for name, value in other.items():
             mine = self.get(name)
             if mine is None:
@@ -204,7 +204,7 @@ class Measures(dict):
         return {k: (v.dump() if isinstance(v, SKETCHES) else v) for k, v in self.items()}
 
     @classmethod
-    def load(cls, data: dict[str, Any]) -> "Measures":
+    def load(cls, data: dict[str, Any]) -> Measures:
         measures = cls()
         for name, value in data.items():
             if isinstance(value, dict) and "$theta" in value:

@@ -10,16 +10,16 @@ than as the last good value.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Iterable
+from datetime import UTC, datetime
 
 import orjson
 
-from .engine import Progress, Snapshot
+from ..settings import Settings, window_label
 from .kpis import BY_KEY, CATALOGUE, CROSS_NEEDS, Context, Value, compute_family
 from .measures import Measures
-from .settings import Settings, window_label
+from .partials import Progress, Snapshot
 
 # Windows no partition had data for are emitted as zeros, but at most this many per size when
 # progress jumps (the end of a historical replay must not emit years of empty minutes).
@@ -54,9 +54,15 @@ class WindowResult:
         out = []
         for v in self.values:
             record = {
-                "kpi": v.kpi, "window": window, "window_start": start, "window_end": end,
-                "dimensions": v.dimensions, "value": v.value, "final": self.final, "emitted_at": emitted,
-            }  # fmt: skip
+                "kpi": v.kpi,
+                "window": window,
+                "window_start": start,
+                "window_end": end,
+                "dimensions": v.dimensions,
+                "value": v.value,
+                "final": self.final,
+                "emitted_at": emitted,
+            }
             if v.denominator is not None:
                 record["numerator"] = v.numerator
                 record["denominator"] = v.denominator
@@ -65,7 +71,7 @@ class WindowResult:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Merger:
@@ -193,7 +199,9 @@ class Merger:
             if BY_KEY[kpi_key].insight and size != self.sizes[-1]:
                 continue
             computed.append(kpi_key)
-            values.extend(BY_KEY[kpi_key].compute(sales, Context(self.context.label_cap, self.context.top_n, {partner: other})))
+            values.extend(
+                BY_KEY[kpi_key].compute(sales, Context(self.context.label_cap, self.context.top_n, {partner: other}))
+            )
         # Sent even with no values (no orders): the exporter then drops the previous window's
         # series of exactly these KPIs instead of showing them as current.
         return [WindowResult("cross", size, start, True, values, computed=tuple(computed))] if computed else []
@@ -254,7 +262,9 @@ class Merger:
             elif kind == "e":
                 self.emitted[parts[0]] = data
             elif kind == "w":
-                self.pending.setdefault((parts[0], int(parts[1]), int(parts[2])), {})[int(parts[3])] = Measures.load(data)
+                self.pending.setdefault((parts[0], int(parts[1]), int(parts[2])), {})[int(parts[3])] = Measures.load(
+                    data
+                )
             elif kind == "f":
                 self.finals[(parts[0], int(parts[1]), int(parts[2]))] = Measures.load(data)
             elif kind == "s":

@@ -31,12 +31,13 @@ import orjson
 from rich.console import Console
 from rich.live import Live
 
-from ..kafka import LocalKafka, free_ports, port_in_use
+from ..config import load_settings
+from ..kafka.admin import ensure_topics
+from ..kafka.broker import LocalKafka, free_ports, port_in_use
+from ..outputs.alerts import render_prometheus_config, render_rules
 from ..streams.goals import goals
-from ..streams.settings import load_settings
-from ..streams.topics import ensure_topics
-from .generate import SCENARIOS, GeneratorConfig, run as generate
-from .prometheus import render_prometheus_config, render_rules
+from .generate import SCENARIOS, GeneratorConfig
+from .generate import run as generate
 from .sink import KafkaSink
 from .tail import follow_results
 from .view import Board
@@ -62,10 +63,18 @@ def add_parser(sub) -> None:
     p.add_argument("--rate", type=float, default=40.0, help="generated events per second (default 40)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C or `q`)")
-    p.add_argument("--no-tty", action="store_true", help="print one line per closed 1 m window instead of the live view")
-    p.add_argument("--metrics-port", type=int, default=9464, help="the worker's /metrics port (default 9464; 0 = a free one)")
-    p.add_argument("--prometheus-port", type=int, default=9090,
-                   help="Prometheus port, when it is on PATH (default 9090; 0 = a free one)")  # fmt: skip
+    p.add_argument(
+        "--no-tty", action="store_true", help="print one line per closed 1 m window instead of the live view"
+    )
+    p.add_argument(
+        "--metrics-port", type=int, default=9464, help="the worker's /metrics port (default 9464; 0 = a free one)"
+    )
+    p.add_argument(
+        "--prometheus-port",
+        type=int,
+        default=9090,
+        help="Prometheus port, when it is on PATH (default 9090; 0 = a free one)",
+    )
     p.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus even if it is on PATH")
     p.set_defaults(func=command)
 
@@ -90,8 +99,10 @@ class Demo:
         self.workdir = Path(tempfile.mkdtemp(prefix="shoppulse-demo-"))
         tag = uuid.uuid4().hex[:6]
         metrics_port, prometheus_port, self.kafka_port = free_ports(3)  # picked together: all distinct
-        self.settings = load_settings(args.config, {**DEMO_SETTINGS, "app_id": f"shoppulse-demo-{tag}",
-                                                    "metrics_port": args.metrics_port or metrics_port})  # fmt: skip
+        self.settings = load_settings(
+            args.config,
+            {**DEMO_SETTINGS, "app_id": f"shoppulse-demo-{tag}", "metrics_port": args.metrics_port or metrics_port},
+        )
         self.prometheus_port = args.prometheus_port or prometheus_port
         if args.broker:
             self.settings.broker = args.broker
@@ -130,7 +141,9 @@ class Demo:
     async def _start_services(self) -> None:
         s = self.settings
         if port_in_use(s.metrics_port):
-            raise DemoError(f"Port {s.metrics_port} (the worker's /metrics) is taken; choose another with --metrics-port N.")
+            raise DemoError(
+                f"Port {s.metrics_port} (the worker's /metrics) is taken; choose another with --metrics-port N."
+            )
         if not self.args.broker:
             from ..cli import fetch_jars_with_progress
 
@@ -166,12 +179,27 @@ class Demo:
     def _start_worker(self) -> None:
         s = self.settings
         log = open(self.workdir / "worker.log", "wb")
-        self.children.append(subprocess.Popen(
-            [sys.executable, "-m", "shoppulse.cli", "worker", "--data-dir", str(self.workdir / "worker"),
-             "--metrics-port", str(s.metrics_port), "--metrics-host", "127.0.0.1",
-             *(["--config", self.args.config] if self.args.config else [])],
-            env=self._worker_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        ))  # fmt: skip
+        self.children.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "shoppulse.cli",
+                    "worker",
+                    "--data-dir",
+                    str(self.workdir / "worker"),
+                    "--metrics-port",
+                    str(s.metrics_port),
+                    "--metrics-host",
+                    "127.0.0.1",
+                    *(["--config", self.args.config] if self.args.config else []),
+                ],
+                env=self._worker_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        )
         self.worker = self.children[-1]
 
     def _start_prometheus(self) -> None:
@@ -182,18 +210,32 @@ class Demo:
             return
         port = self.prometheus_port
         if port_in_use(port):
-            raise DemoError(f"Port {port} (Prometheus) is taken; choose another with --prometheus-port N, or --no-prometheus.")
+            raise DemoError(
+                f"Port {port} (Prometheus) is taken; choose another with --prometheus-port N, or --no-prometheus."
+            )
         folder = self.workdir / "prometheus"
         folder.mkdir()
         (folder / "rules.yml").write_text(render_rules(self.settings, window="1m", for_="0s"))
-        (folder / "prometheus.yml").write_text(render_prometheus_config(
-            [f"127.0.0.1:{self.settings.metrics_port}"], [str(folder / "rules.yml")], scrape_interval="2s"))  # fmt: skip
+        (folder / "prometheus.yml").write_text(
+            render_prometheus_config(
+                [f"127.0.0.1:{self.settings.metrics_port}"], [str(folder / "rules.yml")], scrape_interval="2s"
+            )
+        )
         log = open(folder / "prometheus.log", "wb")
-        self.children.append(subprocess.Popen(
-            [binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        ))  # fmt: skip
+        self.children.append(
+            subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={folder / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={folder / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        )
         self.prometheus_url = f"http://127.0.0.1:{port}"
         self.board.alerts = []
 
@@ -234,8 +276,9 @@ class Demo:
                     alerts = orjson.loads(await asyncio.to_thread(_get, f"{self.prometheus_url}/api/v1/alerts"))
                     self.board.alerts = sorted(
                         f"{a['labels']['alertname']} {a['annotations'].get('summary', '')}"
-                        for a in alerts["data"]["alerts"] if a["state"] == "firing"
-                    )  # fmt: skip
+                        for a in alerts["data"]["alerts"]
+                        if a["state"] == "firing"
+                    )
             await _sleep_or_stop(1.0, self.stop)
 
     def switch_scenario(self) -> None:
@@ -252,10 +295,19 @@ class Demo:
         keys = "keys: s = next scenario, q = quit" if self.tty else ""
         restore_terminal = self._read_keys() if self.tty else None
         header = f"Kafka {self.settings.broker} · /metrics :{self.settings.metrics_port}" + (
-            f" · Prometheus {self.prometheus_url}" if self.prometheus_url else "")  # fmt: skip
+            f" · Prometheus {self.prometheus_url}" if self.prometheus_url else ""
+        )
         try:
-            live = Live(self.board.render(header, self.config.scenario, keys), console=Console(), auto_refresh=False,
-                        screen=False) if self.tty else None  # fmt: skip
+            live = (
+                Live(
+                    self.board.render(header, self.config.scenario, keys),
+                    console=Console(),
+                    auto_refresh=False,
+                    screen=False,
+                )
+                if self.tty
+                else None
+            )
             if live:
                 live.start()
             try:
@@ -264,7 +316,9 @@ class Demo:
                         break
                     if self.worker.poll() is not None:
                         log = (self.workdir / "worker.log").read_text(errors="replace")[-3000:]
-                        raise DemoError(f"The worker exited with code {self.worker.returncode}. Its log ends with:\n{log}")
+                        raise DemoError(
+                            f"The worker exited with code {self.worker.returncode}. Its log ends with:\n{log}"
+                        )
                     for window in self.board.complete(time.monotonic()):
                         if not self.tty and self.traffic_started_ms and _end_ms(window.start) > self.traffic_started_ms:
                             print(self.board.line(window, self.scenario_at(window.start)), flush=True)

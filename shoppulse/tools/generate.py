@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import heapq
 import itertools
 import math
@@ -23,14 +24,14 @@ import random
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..settings import Settings
 from ..streams.events import ClickEvent, Event, OrderEvent, OrderItem, TicketEvent
-from ..streams.settings import Settings
 from .sink import EventSink, JsonlSink, KafkaSink
 
 SCENARIOS = ("normal", "checkout-outage", "support-surge")
@@ -250,7 +251,7 @@ def _mean_events(sample: Callable[[random.Random], float], seed: int, n: int = 3
 
 
 class _Visitor:
-    __slots__ = ("visitor_id", "device", "sessions")
+    __slots__ = ("device", "sessions", "visitor_id")
 
     def __init__(self, visitor_id: str, device: str) -> None:
         self.visitor_id = visitor_id
@@ -260,13 +261,24 @@ class _Visitor:
 
 class _Session:
     __slots__ = (
-        "session_id", "visitor", "device", "source", "medium", "campaign", "currency",
-        "steps", "next_step", "long_gap_at", "first", "product", "cart",
-    )  # fmt: skip
+        "campaign",
+        "cart",
+        "currency",
+        "device",
+        "first",
+        "long_gap_at",
+        "medium",
+        "next_step",
+        "product",
+        "session_id",
+        "source",
+        "steps",
+        "visitor",
+    )
 
 
 class _Ticket:
-    __slots__ = ("ticket_id", "customer_id", "priority", "channel", "agent_id", "steps", "next_step", "replied")
+    __slots__ = ("agent_id", "channel", "customer_id", "next_step", "priority", "replied", "steps", "ticket_id")
 
 
 @dataclass(slots=True)
@@ -714,10 +726,8 @@ async def _sleep_or_stop(seconds: float, stop: asyncio.Event | None) -> None:
     if stop is None:
         await asyncio.sleep(seconds)
         return
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
 
 
 # ------------------------------------------------------------------ command line

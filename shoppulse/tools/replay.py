@@ -24,11 +24,11 @@ import csv
 import functools
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import msgspec
 from rich.progress import (
@@ -67,19 +67,19 @@ def _utc_ms(moment: datetime) -> int:
 # Source times repeat a lot (per second or per minute), so each distinct string is parsed once.
 @functools.lru_cache(maxsize=65_536)
 def _rees46_ms(value: str) -> int:
-    """"2019-10-01 00:00:00 UTC" -> epoch ms."""
+    """ "2019-10-01 00:00:00 UTC" -> epoch ms."""
     return _utc_ms(datetime.fromisoformat(value.removesuffix(" UTC")))
 
 
 @functools.lru_cache(maxsize=65_536)
 def _retail_ms(value: str) -> int:
-    """"12/1/10 8:26" (M/D/YY H:MM) -> epoch ms."""
+    """ "12/1/10 8:26" (M/D/YY H:MM) -> epoch ms."""
     return _utc_ms(datetime.strptime(value, "%m/%d/%y %H:%M"))
 
 
 @functools.lru_cache(maxsize=65_536)
 def _incident_ms(value: str) -> int | None:
-    """"29-02-2016 01:16" (DD-MM-YYYY HH:MM) -> epoch ms; "?" (missing) -> None."""
+    """ "29-02-2016 01:16" (DD-MM-YYYY HH:MM) -> epoch ms; "?" (missing) -> None."""
     return None if value == "?" else _utc_ms(datetime.strptime(value, "%d-%m-%Y %H:%M"))
 
 
@@ -118,17 +118,21 @@ def _rees46_events(path: Path) -> Iterator[Converted]:
         # their events together (and out of the sessions of other users).
         session = row["user_session"] or f"u{visitor}"
         product, price = row["product_id"], float(row["price"])
-        yield ts, "clickstream", ClickEvent(
-            event_id=f"rees46-{line}",
-            event_type=event_type,  # type: ignore[arg-type]
-            ts=ts,
-            session_id=session,
-            visitor_id=visitor,
-            page_type="product" if event_type == "product_view" else None,
-            product_id=product,
-            price=price,
-            quantity=None if event_type == "product_view" else 1,
-            currency="USD",
+        yield (
+            ts,
+            "clickstream",
+            ClickEvent(
+                event_id=f"rees46-{line}",
+                event_type=event_type,  # type: ignore[arg-type]
+                ts=ts,
+                session_id=session,
+                visitor_id=visitor,
+                page_type="product" if event_type == "product_view" else None,
+                product_id=product,
+                price=price,
+                quantity=None if event_type == "product_view" else 1,
+                currency="USD",
+            ),
         )
         if event_type == "purchase":
             order = orders.get((session, ts))
@@ -296,17 +300,21 @@ def _incident_events(path: Path) -> Iterator[Converted]:
 def _ticket_event(
     row: dict[str, str], event_id: str, event_type: str, ts: int, public: bool | None = None
 ) -> Converted:
-    return ts, "tickets", TicketEvent(
-        event_id=event_id,
-        event_type=event_type,  # type: ignore[arg-type]
-        ts=ts,
-        ticket_id=row["number"],
-        customer_id=_known(row["caller_id"]),
-        channel=CONTACT_CHANNELS.get(row["contact_type"], "web"),  # type: ignore[arg-type]
-        category=_known(row["category"]),
-        priority=PRIORITIES.get(row["priority"]),  # type: ignore[arg-type]
-        agent_id=_known(row["assigned_to"]),
-        public=public,
+    return (
+        ts,
+        "tickets",
+        TicketEvent(
+            event_id=event_id,
+            event_type=event_type,  # type: ignore[arg-type]
+            ts=ts,
+            ticket_id=row["number"],
+            customer_id=_known(row["caller_id"]),
+            channel=CONTACT_CHANNELS.get(row["contact_type"], "web"),  # type: ignore[arg-type]
+            category=_known(row["category"]),
+            priority=PRIORITIES.get(row["priority"]),  # type: ignore[arg-type]
+            agent_id=_known(row["assigned_to"]),
+            public=public,
+        ),
     )
 
 

@@ -10,9 +10,10 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
+from ..kafka.admin import diagnose, ensure_topics
+from ..kafka.options import client_options
+from ..settings import Settings
 from ..streams.events import Event, encode, key_of
-from ..streams.settings import Settings
-from ..streams.topics import client_options, diagnose, ensure_topics
 
 
 class EventSink:
@@ -21,7 +22,7 @@ class EventSink:
     def __init__(self) -> None:
         self.sent: Counter[tuple[str, str]] = Counter()  # (stream, event_type) -> count
 
-    async def __aenter__(self) -> "EventSink":
+    async def __aenter__(self) -> EventSink:
         await self.start()
         return self
 

@@ -21,10 +21,11 @@ from aiokafka.errors import KafkaConnectionError
 from rich.console import Console
 from rich.text import Text
 
+from ..kafka.admin import diagnose
+from ..kafka.options import client_options
+from ..settings import Settings, window_label
 from ..streams.goals import format_value
 from ..streams.kpis import BY_KEY, CATALOGUE
-from ..streams.settings import Settings, window_label
-from ..streams.topics import client_options, diagnose
 
 POLL_MS = 500  # how often a quiet consumer looks at `stop`
 CONNECT_TIMEOUT_S = 20.0
@@ -53,7 +54,7 @@ async def follow_results(
     )
     try:
         await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_S)
-    except (KafkaConnectionError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, KafkaConnectionError, OSError):
         await consumer.stop()
         raise await diagnose(settings) from None
     try:

@@ -20,14 +20,29 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 # (panel, label, kpi, dimensions) in display order; `None` dims = every value (per currency).
 PANELS: tuple[tuple[str, tuple[tuple[str, str, dict | None], ...]], ...] = (
-    ("Funnel", (("sessions", "sessions", {}), ("conversion", "conversion_rate", {}),
-                ("cart abandonment", "cart_abandonment_rate", {}), ("bounce", "bounce_rate", {}))),
+    (
+        "Funnel",
+        (
+            ("sessions", "sessions", {}),
+            ("conversion", "conversion_rate", {}),
+            ("cart abandonment", "cart_abandonment_rate", {}),
+            ("bounce", "bounce_rate", {}),
+        ),
+    ),
     ("Sales", (("revenue", "revenue", None), ("orders", "orders", {}), ("AOV", "average_order_value", None))),
-    ("Support", (("tickets created", "tickets_created", {}), ("FRT p50", "first_response_seconds", {"stat": "p50"}),
-                 ("FRT p90", "first_response_seconds", {"stat": "p90"}), ("open tickets", "open_tickets", {}),
-                 ("oldest unanswered", "oldest_unanswered_ticket_age_seconds", {}), ("CSAT", "csat", {}),
-                 ("NPS", "nps", {}))),
-)  # fmt: skip
+    (
+        "Support",
+        (
+            ("tickets created", "tickets_created", {}),
+            ("FRT p50", "first_response_seconds", {"stat": "p50"}),
+            ("FRT p90", "first_response_seconds", {"stat": "p90"}),
+            ("open tickets", "open_tickets", {}),
+            ("oldest unanswered", "oldest_unanswered_ticket_age_seconds", {}),
+            ("CSAT", "csat", {}),
+            ("NPS", "nps", {}),
+        ),
+    ),
+)
 
 
 @dataclass
@@ -41,8 +56,11 @@ class Window:
         return self.values.get((kpi, frozenset(dims.items())))
 
     def per_label(self, kpi: str, label: str) -> dict[str, float | None]:
-        return {dict(d)[label]: v for (k, d), v in sorted(self.values.items(), key=lambda kv: sorted(kv[0][1]))
-                if k == kpi and label in dict(d)}  # fmt: skip
+        return {
+            dict(d)[label]: v
+            for (k, d), v in sorted(self.values.items(), key=lambda kv: sorted(kv[0][1]))
+            if k == kpi and label in dict(d)
+        }
 
 
 @dataclass
@@ -125,10 +143,16 @@ class Board:
     def line(self, window: Window, scenario: str) -> str:
         """One line per closed window, for logs and pipes."""
         parts = [f"{window.start[:19]}Z {self.window}"]
-        for label, kpi, dims in (("sessions", "sessions", {}), ("conversion", "conversion_rate", {}),
-                                 ("cart_abandonment", "cart_abandonment_rate", {}), ("bounce", "bounce_rate", {}),
-                                 ("orders", "orders", {}), ("tickets", "tickets_created", {}),
-                                 ("frt_p90", "first_response_seconds", {"stat": "p90"}), ("open_tickets", "open_tickets", {})):  # fmt: skip
+        for label, kpi, dims in (
+            ("sessions", "sessions", {}),
+            ("conversion", "conversion_rate", {}),
+            ("cart_abandonment", "cart_abandonment_rate", {}),
+            ("bounce", "bounce_rate", {}),
+            ("orders", "orders", {}),
+            ("tickets", "tickets_created", {}),
+            ("frt_p90", "first_response_seconds", {"stat": "p90"}),
+            ("open_tickets", "open_tickets", {}),
+        ):
             parts.append(f"{label}={format_value(kpi, window.get(kpi, dims))}")
         revenue = window.per_label("revenue", "currency")
         parts.append("revenue=" + (",".join(f"{c} {v:.2f}" for c, v in revenue.items()) or "0"))
@@ -147,9 +171,14 @@ class Board:
         grid.add_row(panels[0], panels[1])
         grid.add_row(panels[2], panels[3])
         title = Text.assemble((" shoppulse demo ", "bold white on blue"), "  ", header)
-        status = Text.assemble(("scenario: ", "dim"), (scenario, "bold yellow" if scenario != "normal" else "bold green"),
-                               ("   last closed window: ", "dim"), latest.start[:19] + "Z" if latest else "waiting…",
-                               ("   ", ""), (keys, "dim"))  # fmt: skip
+        status = Text.assemble(
+            ("scenario: ", "dim"),
+            (scenario, "bold yellow" if scenario != "normal" else "bold green"),
+            ("   last closed window: ", "dim"),
+            latest.start[:19] + "Z" if latest else "waiting…",
+            ("   ", ""),
+            (keys, "dim"),
+        )
         parts = [title, status, grid]
         if self.alerts is not None:
             body = Text("\n".join(self.alerts), style="bold red") if self.alerts else Text("none firing", style="green")
@@ -158,7 +187,12 @@ class Board:
 
     def _panel(self, title: str, rows, closed: list[Window]) -> Panel:
         table = Table(expand=True, box=None, show_header=True, header_style="dim")
-        for column, justify in (("KPI", "left"), (f"last {self.window}", "right"), ("goal", "right"), ("trend", "left")):
+        for column, justify in (
+            ("KPI", "left"),
+            (f"last {self.window}", "right"),
+            ("goal", "right"),
+            ("trend", "left"),
+        ):
             table.add_column(column, justify=justify, no_wrap=True)
         latest = closed[-1] if closed else None
         for label, kpi, dims in rows:
@@ -169,12 +203,20 @@ class Board:
                 values = latest.per_label(kpi, "currency") if latest else {}
                 for currency, value in values.items() or [("", None)]:
                     history = [w.per_label(kpi, "currency").get(currency) for w in closed]
-                    table.add_row(f"{label} {currency}".strip(), self._cell(kpi, value, goal), goal.text if goal else "",
-                                  sparkline(history))  # fmt: skip
+                    table.add_row(
+                        f"{label} {currency}".strip(),
+                        self._cell(kpi, value, goal),
+                        goal.text if goal else "",
+                        sparkline(history),
+                    )
                 continue
             value = latest.get(kpi, dims) if latest else None
-            table.add_row(label, self._cell(kpi, value, goal), goal.text if goal else "",
-                          sparkline([w.get(kpi, dims) for w in closed]))  # fmt: skip
+            table.add_row(
+                label,
+                self._cell(kpi, value, goal),
+                goal.text if goal else "",
+                sparkline([w.get(kpi, dims) for w in closed]),
+            )
         return Panel(table, title=title)
 
     @staticmethod
@@ -189,8 +231,12 @@ class Board:
         table.add_column()
         table.add_column(justify="right")
         lag = "n/a" if h.watermark_lag_seconds is None else f"{h.watermark_lag_seconds:,.1f} s"
-        for label, value in (("events/s", f"{h.events_per_second:,.0f}"), ("dead letters", f"{h.dead_letters:,.0f}"),
-                             ("late events", f"{h.late:,.0f}"), ("watermark lag", lag)):  # fmt: skip
+        for label, value in (
+            ("events/s", f"{h.events_per_second:,.0f}"),
+            ("dead letters", f"{h.dead_letters:,.0f}"),
+            ("late events", f"{h.late:,.0f}"),
+            ("watermark lag", lag),
+        ):
             table.add_row(label, value)
         return Panel(table, title="Health")
 

@@ -1,4 +1,4 @@
-"""Partials topic -> merge stage -> kpi-results topic, Prometheus and any other listener.
+"""The merge agent: partials topic -> the core's `MergeDriver` -> kpi-results, Prometheus, any listener.
 
 The partials topic has one partition, so one worker merges; its state (latest snapshot
 per partition, progress marks) is a changelogged table like every other state.
@@ -10,12 +10,12 @@ import asyncio
 
 import faust
 
-from ..streams.engine import decode_partial
-from .source import Batcher
-from ..streams.exporters import ResultListener, ResultsPublisher
-from ..streams.merge import Merger
-from ..streams.settings import Settings
-from ..streams.topics import MERGE_TABLE
+from ..outputs.base import ResultListener
+from ..outputs.publisher import ResultsPublisher
+from ..settings import Settings
+from ..streams.pipeline import MergeDriver
+from ..topics import MERGE_TABLE
+from .batcher import Batcher
 
 
 class ResultsPipeline:
@@ -23,12 +23,13 @@ class ResultsPipeline:
         self.app = app
         self.settings = settings
         self.partials = partials
-        self.results_topic = app.topic(settings.topics.results, key_serializer="raw", value_serializer="raw",
-                                       partitions=settings.partitions)  # fmt: skip
+        self.results_topic = app.topic(
+            settings.topics.results, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
+        )
         self.table = app.Table(MERGE_TABLE, partitions=1, key_type=bytes, value_type=bytes)
         self.publisher = ResultsPublisher()
         self.listeners = [self.publisher, *listeners]
-        self.merger: Merger | None = None
+        self.driver: MergeDriver | None = None
         # The contract: non-final updates at most once a second per record, even when
         # `update_interval_seconds` is set lower.
         self.open_update_interval = max(1.0, settings.update_interval_seconds)
@@ -36,15 +37,14 @@ class ResultsPipeline:
         # a window's non-final updates could reach the topic after its final record.
         self.emit_lock = asyncio.Lock()
 
-    def _merger(self) -> Merger:
-        if self.merger is None:
-            self.merger = Merger(self.settings)
-            self.merger.restore((k.decode(), v) for k, v in self.table.items())
-        return self.merger
+    def _driver(self) -> MergeDriver:
+        if self.driver is None:
+            self.driver = MergeDriver(self.settings, restore=[(k.decode(), v) for k, v in self.table.items()])
+        return self.driver
 
     def forget(self) -> None:
         """A rebalance started: the merger is rebuilt from the table if the partition comes back."""
-        self.merger = None
+        self.driver = None
 
     def moved_away(self) -> None:
         """After a rebalance the partials partition is on another worker, which now exports."""
@@ -52,12 +52,10 @@ class ResultsPipeline:
             listener.on_merge_revoked()
 
     async def process(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
-        merger = self._merger()
-        results = []
-        for event in events:
-            results.extend(merger.apply(decode_partial(event.value)))
-        stream._set_current_event(events[-1])  # table writes need the current event's partition
-        for key, value in merger.take_changes().items():
+        driver = self._driver()
+        results = driver.apply(event.value for event in events)
+        stream._set_current_event(events[-1])  # type: ignore[attr-defined]  # table writes need the current event
+        for key, value in driver.take_changes().items():
             if value is None:
                 self.table.pop(key.encode(), None)
             else:
@@ -79,8 +77,8 @@ class ResultsPipeline:
     async def tick(self) -> None:
         """Non-final updates of open windows changed since the last tick."""
         async with self.emit_lock:  # computed under the lock: only windows not final yet
-            if self.merger is not None:
-                await self._emit(self.merger.open_updates())
+            if self.driver is not None:
+                await self._emit(self.driver.open_updates())
 
     async def _emit(self, results) -> None:
         if not results:
@@ -91,7 +89,9 @@ class ResultsPipeline:
             await self.results_topic.send(key=key, value=value)
 
 
-def wire(app: faust.App, settings: Settings, partials: faust.TopicT, listeners: list[ResultListener]) -> ResultsPipeline:
+def wire_merge(
+    app: faust.App, settings: Settings, partials: faust.TopicT, listeners: list[ResultListener]
+) -> ResultsPipeline:
     pipeline = ResultsPipeline(app, settings, partials, listeners)
     batcher = Batcher(settings.batch_max_events, pipeline.process, app)
 

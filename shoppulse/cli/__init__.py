@@ -6,22 +6,30 @@ import argparse
 import asyncio
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
-from .kafka import KafkaSetupError, LocalKafka, cache_dir, ensure_jars, jars_dir
-from .streams.exporters import PortInUse
-from .streams.settings import ENV_PREFIX, NOT_SETTINGS, Settings, SettingsError, check_config, load_settings
-from .streams.topics import BrokerUnreachable, PartitionMismatch
-from .tools.tail import TailError
+from ..config import ENV_PREFIX, NOT_SETTINGS, check_config, load_settings
+from ..errors import SettingsError
+from ..kafka.admin import BrokerUnreachable, PartitionMismatch
+from ..kafka.broker import KafkaSetupError, LocalKafka, cache_dir, ensure_jars, jars_dir
+from ..outputs.prometheus import PortInUse
+from ..settings import Settings
+from ..tools.tail import TailError
 
 console = Console(stderr=True, soft_wrap=True)  # long messages: let the terminal wrap, keep pipes greppable
-EXPECTED_ERRORS = (SettingsError, KafkaSetupError, BrokerUnreachable, PartitionMismatch, PortInUse, FileNotFoundError,
-                   TailError)  # fmt: skip
+EXPECTED_ERRORS = (
+    SettingsError,
+    KafkaSetupError,
+    BrokerUnreachable,
+    PartitionMismatch,
+    PortInUse,
+    FileNotFoundError,
+    TailError,
+)
 
 
 class UserError(RuntimeError):
@@ -30,9 +38,15 @@ class UserError(RuntimeError):
 
 # Flags that set a setting: argparse dest -> dotted settings key.
 FLAG_SETTINGS = {
-    "broker": "broker", "partitions": "partitions", "metrics_port": "metrics_port", "metrics_host": "metrics_host",
-    "data_dir": "data_dir", "idle_timeout": "idle_timeout_seconds", "grace": "grace_seconds", "app_id": "app_id",
-}  # fmt: skip
+    "broker": "broker",
+    "partitions": "partitions",
+    "metrics_port": "metrics_port",
+    "metrics_host": "metrics_host",
+    "data_dir": "data_dir",
+    "idle_timeout": "idle_timeout_seconds",
+    "grace": "grace_seconds",
+    "app_id": "app_id",
+}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -42,8 +56,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="TOML config file (see shoppulse.example.toml); "
-                        "SHOPPULSE_* variables and flags override it")  # fmt: skip
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML config file (see shoppulse.example.toml); SHOPPULSE_* variables and flags override it",
+    )
 
 
 # ---------------------------------------------------------------- kafka
@@ -71,8 +88,10 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     broker = LocalKafka(port=args.port, data_dir=data_dir)
     started = time.monotonic()
     broker.start()
-    print(f"Kafka {broker.bootstrap} ready in {time.monotonic() - started:.1f} s (data: {data_dir}). Ctrl-C stops it.",
-          flush=True)  # fmt: skip
+    print(
+        f"Kafka {broker.bootstrap} ready in {time.monotonic() - started:.1f} s (data: {data_dir}). Ctrl-C stops it.",
+        flush=True,
+    )
     stop = {"now": False}
 
     def on_signal(signum, frame) -> None:
@@ -95,8 +114,8 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .tools.replay import replay
-    from .tools.sink import KafkaSink
+    from ..tools.replay import replay
+    from ..tools.sink import KafkaSink
 
     path = Path(args.file)
     if not path.is_file():
@@ -106,8 +125,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     async def run():
         async with KafkaSink(settings) as sink:
-            return await replay(args.format, path, sink, speed=speed, rebase_time=args.rebase_time,
-                                show_progress=not args.quiet, topic=args.topic)  # fmt: skip
+            return await replay(
+                args.format,
+                path,
+                sink,
+                speed=speed,
+                rebase_time=args.rebase_time,
+                show_progress=not args.quiet,
+                topic=args.topic,
+            )
 
     counts = asyncio.run(run())
     _print_counts(counts)
@@ -115,13 +141,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .tools import generate
+    from ..tools import generate
 
     return generate.command(args, _settings(args))
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from .tools import tail
+    from ..tools import tail
 
     return tail.command(args, _settings(args))
 
@@ -144,13 +170,15 @@ def run_worker(settings: Settings, listeners=None, loglevel: str = "warn") -> No
     """Create topics, serve /metrics, and run the Faust worker until SIGINT/SIGTERM."""
     from faust.worker import Worker
 
-    from .streams.app import create_app
-    from .streams.topics import ensure_topics
+    from ..agents.app import create_app
+    from ..kafka.admin import ensure_topics
 
     asyncio.run(ensure_topics(settings))
     worker = create_app(settings, listeners)
     worker.metrics.serve(settings.metrics_host, settings.metrics_port)
-    console.print(f"shoppulse worker on {settings.broker}; metrics on http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+    console.print(
+        f"shoppulse worker on {settings.broker}; metrics on http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+    )
     faust_worker = Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     # Faust's terminal spinner sets the root logger to DEBUG to spin on every record: 3 log
     # records per event, formatted and discarded, cost about a fifth of the throughput.
@@ -179,25 +207,32 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def _summary(settings: Settings) -> list[tuple[str, str]]:
-    from .streams.goals import goals
-    from .streams.settings import window_label
+    from ..settings import window_label
+    from ..streams.goals import goals
 
     sec, topics = settings.security, settings.topics
-    security = sec.security_protocol + (f", {sec.sasl_mechanism or 'PLAIN'} as {sec.sasl_username}"
-                                        if sec.security_protocol.startswith("SASL_") else "")  # fmt: skip
+    security = sec.security_protocol + (
+        f", {sec.sasl_mechanism or 'PLAIN'} as {sec.sasl_username}" if sec.security_protocol.startswith("SASL_") else ""
+    )
     sla = ", ".join(f"{p} {s:g} s" for p, s in settings.sla_first_reply_seconds.items())
     return [
         ("broker", f"{settings.broker} ({security})"),
         ("app id", settings.app_id),
-        ("topics", f"{topics.clickstream}, {topics.orders}, {topics.tickets} -> {topics.results} "
-                   f"(dead letters: {topics.dead_letters}); {settings.partitions} partitions"),
-        ("windows", f"{', '.join(window_label(s) for s in sorted(settings.windows_seconds))}; "
-                    f"grace {settings.grace_seconds:g} s, idle timeout {settings.idle_timeout_seconds:g} s, "
-                    f"session timeout {settings.session_timeout_seconds:g} s"),
+        (
+            "topics",
+            f"{topics.clickstream}, {topics.orders}, {topics.tickets} -> {topics.results} "
+            f"(dead letters: {topics.dead_letters}); {settings.partitions} partitions",
+        ),
+        (
+            "windows",
+            f"{', '.join(window_label(s) for s in sorted(settings.windows_seconds))}; "
+            f"grace {settings.grace_seconds:g} s, idle timeout {settings.idle_timeout_seconds:g} s, "
+            f"session timeout {settings.session_timeout_seconds:g} s",
+        ),
         ("first reply", f"SLA {sla}"),
         ("goals", f"{len(goals(settings))} KPIs with a goal ({len(settings.goals)} set in the file)"),
         ("metrics", f"http://{settings.metrics_host}:{settings.metrics_port}/metrics; label cap {settings.label_cap}"),
-    ]  # fmt: skip
+    ]
 
 
 # ---------------------------------------------------------------- parser
@@ -220,14 +255,16 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--speed", type=float, help="replay N times faster than event time")
     speed.add_argument("--max-speed", action="store_true", help="replay as fast as possible (the default)")
     p.add_argument("--rebase-time", action="store_true", help="shift timestamps so the first event is now")
-    p.add_argument("--topic", choices=("clickstream", "orders", "tickets"), help="jsonl: stream of lines without a `topic` field")
+    p.add_argument(
+        "--topic", choices=("clickstream", "orders", "tickets"), help="jsonl: stream of lines without a `topic` field"
+    )
     p.add_argument("--partitions", type=int, help="partitions for topics it creates (default 4)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("generate", help="generate realistic synthetic traffic")
-    from .tools.generate import add_arguments
+    from ..tools.generate import add_arguments
 
     add_arguments(p)
     _add_config(p)
@@ -238,7 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (default 9464)")
     p.add_argument("--metrics-host", help="bind address for /metrics (default 0.0.0.0)")
     p.add_argument("--data-dir", help="local state directory (RocksDB; default var/worker)")
-    p.add_argument("--idle-timeout", type=float, help="seconds of silence before a partition's watermark follows the wall clock (default 30)")
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        help="seconds of silence before a partition's watermark follows the wall clock (default 30)",
+    )
     p.add_argument("--grace", type=float, help="seconds a window stays open after its end (default 30)")
     p.add_argument("--partitions", type=int, help="partitions per topic (default 4)")
     p.add_argument("--app-id", help="consumer group and changelog prefix (default shoppulse)")
@@ -246,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("tail", help="follow the kpi-results topic (pretty, or JSON lines with --json)")
-    from .tools.tail import add_arguments as add_tail_arguments
+    from ..tools.tail import add_arguments as add_tail_arguments
 
     add_tail_arguments(p)
     p.add_argument("--broker", help="Kafka bootstrap HOST:PORT (default 127.0.0.1:9092)")
@@ -259,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", metavar="FILE")
     check.set_defaults(func=cmd_config_check)
 
-    from .tools import demo
+    from ..tools import demo
 
     demo.add_parser(sub)
     return parser
@@ -271,8 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except SettingsError as exc:
         lines = exc.problems if len(exc.problems) > 1 else []
-        console.print("[bold red]error:[/] " + (f"{len(lines)} problems in the settings:" if lines else escape(str(exc))),
-                      highlight=False)  # fmt: skip
+        console.print(
+            "[bold red]error:[/] " + (f"{len(lines)} problems in the settings:" if lines else escape(str(exc))),
+            highlight=False,
+        )
         for line in lines:
             console.print(f"  - {escape(line)}", highlight=False)
         return 2
@@ -281,7 +324,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,31 +1,23 @@
-"""Exporters: where window results and pipeline health go. The agents call these; the
-math never does. `ResultListener` is the seam (like faust's Sensor): Prometheus, the
-kpi-results topic and the terminal view each implement `on_results`."""
+"""The Prometheus exporter: KPI gauges, counters and pipeline health in one registry, and the
+`/metrics` HTTP server. A `ResultListener` (outputs/base.py)."""
 
 from __future__ import annotations
 
 import errno
-import time
-from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 
-disable_created_metrics()  # `_created` series double the scrape size and no dashboard uses them
+from ..errors import ShoppulseError
+from ..settings import window_label
+from ..streams.kpis import BY_KEY, CATALOGUE, counters
+from ..streams.merge import WindowResult
 
-from .kpis import BY_KEY, CATALOGUE, counters
-from .merge import WindowResult
-from .settings import window_label
+disable_created_metrics()  # `_created` series double the scrape size and no dashboard uses them
 
 DURATION_BUCKETS = (60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 86400, 2 * 86400, 7 * 86400)
 
 
-class ResultListener(Protocol):
-    def on_results(self, results: list[WindowResult]) -> None: ...
-
-    def on_merge_revoked(self) -> None: ...
-
-
-class PortInUse(RuntimeError):
+class PortInUse(ShoppulseError):
     """Expected failure: the metrics port is taken."""
 
 
@@ -35,36 +27,66 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.events = Counter("shoppulse_events", "Source events read, by topic and outcome "
-                              "(ok, invalid, late, duplicate)", ["topic", "outcome"], registry=r)  # fmt: skip
-        self.dead_letters = Counter("shoppulse_dead_letters", "Records sent to the dead-letter topic, by reason",
-                                    ["reason"], registry=r)  # fmt: skip
-        self.watermark_lag = Gauge("shoppulse_watermark_lag_seconds", "Wall clock minus the event-time watermark "
-                                   "(worst partition of this worker)", ["topic"], registry=r)  # fmt: skip
-        self.consumer_lag = Gauge("shoppulse_consumer_lag_messages", "Messages behind the log end, per topic",
-                                  ["topic"], registry=r)  # fmt: skip
-        self.latency = Histogram("shoppulse_processing_latency_seconds", "Kafka record timestamp to processed",
-                                 ["topic"], registry=r,
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))  # fmt: skip
-        self.first_response = Histogram("shoppulse_first_response_duration_seconds",
-                                        "Ticket created to first public agent reply",
-                                        ["channel", "priority"], buckets=DURATION_BUCKETS, registry=r)  # fmt: skip
-        self.resolution = Histogram("shoppulse_resolution_duration_seconds", "Ticket created to solved",
-                                    buckets=DURATION_BUCKETS, registry=r)  # fmt: skip
-        self.window_end = Gauge("shoppulse_last_closed_window_end_timestamp_seconds",
-                                "End of the most recent closed window (data freshness)", ["family", "window"],
-                                registry=r)  # fmt: skip
+        self.events = Counter(
+            "shoppulse_events",
+            "Source events read, by topic and outcome (ok, invalid, late, duplicate)",
+            ["topic", "outcome"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "shoppulse_dead_letters", "Records sent to the dead-letter topic, by reason", ["reason"], registry=r
+        )
+        self.watermark_lag = Gauge(
+            "shoppulse_watermark_lag_seconds",
+            "Wall clock minus the event-time watermark (worst partition of this worker)",
+            ["topic"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "shoppulse_consumer_lag_messages", "Messages behind the log end, per topic", ["topic"], registry=r
+        )
+        self.latency = Histogram(
+            "shoppulse_processing_latency_seconds",
+            "Kafka record timestamp to processed",
+            ["topic"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.first_response = Histogram(
+            "shoppulse_first_response_duration_seconds",
+            "Ticket created to first public agent reply",
+            ["channel", "priority"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.resolution = Histogram(
+            "shoppulse_resolution_duration_seconds", "Ticket created to solved", buckets=DURATION_BUCKETS, registry=r
+        )
+        self.window_end = Gauge(
+            "shoppulse_last_closed_window_end_timestamp_seconds",
+            "End of the most recent closed window (data freshness)",
+            ["family", "window"],
+            registry=r,
+        )
         self.gauges: dict[str, Gauge] = {}
         for kpi in CATALOGUE:
             if not kpi.insight:
-                self.gauges[kpi.key] = Gauge(kpi.metric, f"{kpi.formula} (last closed window)",
-                                             ["window", *kpi.dims], registry=r)  # fmt: skip
+                self.gauges[kpi.key] = Gauge(
+                    kpi.metric, f"{kpi.formula} (last closed window)", ["window", *kpi.dims], registry=r
+                )
         self.counters = [
-            (spec, Counter(f"shoppulse_{spec.name}", f"Running total of the measure `{spec.measure}`"
-                           f"{' by ' + spec.label if spec.label else ''}, counted when its 1 m window closes",
-                           [spec.label] if spec.label else [], registry=r))
+            (
+                spec,
+                Counter(
+                    f"shoppulse_{spec.name}",
+                    f"Running total of the measure `{spec.measure}`"
+                    f"{' by ' + spec.label if spec.label else ''}, counted when its 1 m window closes",
+                    [spec.label] if spec.label else [],
+                    registry=r,
+                ),
+            )
             for spec in counters()
-        ]  # fmt: skip
+        ]
 
     def serve(self, host: str, port: int) -> None:
         try:
@@ -93,9 +115,7 @@ class PrometheusExporter:
                 m.window_end.labels(result.family, window).set(result.end_ms / 1000)
             # Every gauge of this family is refreshed, so a KPI with no values in this window
             # (no orders, so no currency) loses its old series instead of showing them as current.
-            fresh: dict[str, set[tuple[str, ...]]] = {
-                key: set() for key in result.kpis() if not BY_KEY[key].insight
-            }
+            fresh: dict[str, set[tuple[str, ...]]] = {key: set() for key in result.kpis() if not BY_KEY[key].insight}
             for value in result.values:
                 kpi = BY_KEY[value.kpi]
                 if kpi.insight:
@@ -135,22 +155,3 @@ class PrometheusExporter:
             gauge.clear()
         self.metrics.window_end.clear()
         self._series.clear()
-
-
-class ResultsPublisher:
-    """Collects kpi-results records; the merge agent sends them to the topic."""
-
-    def __init__(self) -> None:
-        self.pending: list[tuple[bytes, bytes]] = []
-
-    def on_results(self, results: list[WindowResult]) -> None:
-        now = int(time.time() * 1000)
-        for result in results:
-            self.pending.extend(result.records(now))
-
-    def take(self) -> list[tuple[bytes, bytes]]:
-        out, self.pending = self.pending, []
-        return out
-
-    def on_merge_revoked(self) -> None:
-        """Nothing to drop: `pending` is emptied by every send."""

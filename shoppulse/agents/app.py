@@ -1,45 +1,29 @@
-"""The Faust app: one agent per source topic, one merge agent, a 1-second timer.
+"""The Faust app: one source agent per source topic, one merge agent, a 1-second timer.
 
-Data flow, topic to gauge:
-
-    clickstream ─┐                    ┌─ partition engines (streams/engine.py)
-    orders ──────┼─ agents/<topic>.py ┤   watermark, dedup, windows, sessions, tickets
-    tickets ─────┘                    └─ snapshots + progress ─▶ <app>-partials (1 partition)
+clickstream ─┐                       ┌─ SourceDriver (streams/pipeline.py)
+orders ──────┼─ agents/source.py ────┤   parse, dedup, watermark, engines (streams/engines/)
+tickets ─────┘                       └─ snapshots + progress ─▶ <app>-partials (1 partition)
                                                                         │
-            kpi-results ◀── agents/results.py: Merger (streams/merge.py) ┘
-            /metrics    ◀── PrometheusExporter (streams/exporters.py)
+        kpi-results ◀── agents/merge.py: MergeDriver (streams/pipeline.py) ┘
+        /metrics    ◀── PrometheusExporter (outputs/prometheus.py)
 """
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 import faust
 
-from ..agents import clickstream, orders, results, tickets
-from ..agents.results import ResultsPipeline
-from ..agents.source import SourcePipeline, consumer_lag_task
-from .exporters import Metrics, PrometheusExporter, ResultListener
-from .settings import Settings
-
-
-def partials_topic_name(settings: Settings) -> str:
-    return f"{settings.app_id}-partials"
-
-
-def broker_credentials(settings: Settings):
-    sec = settings.security
-    if sec.security_protocol.startswith("SASL"):
-        context = ssl.create_default_context(cafile=sec.ssl_cafile) if sec.security_protocol == "SASL_SSL" else None
-        return faust.SASLCredentials(
-            username=sec.sasl_username, password=sec.sasl_password, mechanism=sec.sasl_mechanism or "PLAIN",
-            ssl_context=context,
-        )  # fmt: skip
-    if sec.security_protocol == "SSL":
-        return faust.SSLCredentials(ssl.create_default_context(cafile=sec.ssl_cafile))
-    return None
+from ..kafka.options import faust_credentials
+from ..outputs.base import ResultListener
+from ..outputs.prometheus import Metrics, PrometheusExporter
+from ..settings import Settings
+from ..streams.events import STREAMS
+from ..topics import partials_topic
+from .lag import consumer_lag_task
+from .merge import ResultsPipeline, wire_merge
+from .source import SourcePipeline, wire_source
 
 
 @dataclass
@@ -50,13 +34,15 @@ class Worker:
     metrics: Metrics
 
 
-def create_app(settings: Settings, listeners: list[ResultListener] | None = None, metrics: Metrics | None = None) -> Worker:
+def create_app(
+    settings: Settings, listeners: list[ResultListener] | None = None, metrics: Metrics | None = None
+) -> Worker:
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.broker}",
-        broker_credentials=broker_credentials(settings),
+        broker_credentials=faust_credentials(settings),
         store="rocksdb://",
         datadir=str(data_dir),
         web_enabled=False,
@@ -73,9 +59,9 @@ def create_app(settings: Settings, listeners: list[ResultListener] | None = None
     app.producer.buffer.max_messages = max(1000, settings.batch_max_events * 4)
     metrics = metrics or Metrics()
     smallest_ms = min(settings.windows_seconds) * 1000
-    partials = app.topic(partials_topic_name(settings), key_serializer="raw", value_serializer="raw", partitions=1)
-    sources = [module.wire(app, settings, metrics, partials) for module in (clickstream, orders, tickets)]
-    merge = results.wire(app, settings, partials, [PrometheusExporter(metrics, smallest_ms), *(listeners or [])])
+    partials = app.topic(partials_topic(settings), key_serializer="raw", value_serializer="raw", partitions=1)
+    sources = [wire_source(stream, app, settings, metrics, partials) for stream in STREAMS]
+    merge = wire_merge(app, settings, partials, [PrometheusExporter(metrics, smallest_ms), *(listeners or [])])
 
     @app.timer(settings.update_interval_seconds)
     async def every_second() -> None:

@@ -1,4 +1,4 @@
-"""All settings in one typed object. Defaults live here and nowhere else.
+"""Where settings come from: defaults, a TOML file, the environment, flags; and their checks.
 
 Where a value comes from, lowest precedence first: the defaults below, a TOML config
 file (`--config`), `SHOPPULSE_*` environment variables, command-line flags.
@@ -17,91 +17,13 @@ import re
 import tomllib
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .events import Priority
-
-
-@dataclass
-class TopicNames:
-    clickstream: str = "clickstream"
-    orders: str = "orders"
-    tickets: str = "tickets"
-    results: str = "kpi-results"
-    dead_letters: str = "kpi-dead-letters"
-
-    def source(self, stream: str) -> str:
-        return getattr(self, stream)
-
-
-@dataclass
-class KafkaSecurity:
-    """Passed through to the Kafka client (aiokafka under Faust)."""
-
-    security_protocol: str = "PLAINTEXT"  # one of SECURITY_PROTOCOLS
-    sasl_mechanism: str | None = None  # one of SASL_MECHANISMS; PLAIN when unset
-    sasl_username: str | None = None
-    sasl_password: str | None = None
-    ssl_cafile: str | None = None
-
-
-@dataclass
-class Settings:
-    broker: str = "127.0.0.1:9092"
-    app_id: str = "shoppulse"
-    security: KafkaSecurity = field(default_factory=KafkaSecurity)
-    topics: TopicNames = field(default_factory=TopicNames)
-    partitions: int = 4
-    replication_factor: int = 1
-
-    # Event time
-    windows_seconds: tuple[int, ...] = (60, 300, 3600)
-    grace_seconds: float = 30.0
-    idle_timeout_seconds: float = 30.0
-    session_timeout_seconds: float = 1800.0
-    dedup_horizon_seconds: float = 3600.0
-
-    # Input limits
-    max_payload_bytes: int = 256 * 1024
-    max_future_seconds: float = 86_400.0
-
-    # Support
-    backlog_age_seconds: float = 86_400.0
-    sla_first_reply_seconds: dict[str, float] = field(
-        default_factory=lambda: {"urgent": 3600.0, "high": 4 * 3600.0, "normal": 24 * 3600.0, "low": 48 * 3600.0}
-    )
-
-    # Output
-    label_cap: int = 8  # top-N label values kept per dimension; the rest become "other"
-    top_list_size: int = 20
-    metrics_host: str = "0.0.0.0"
-    metrics_port: int = 9464
-    update_interval_seconds: float = 1.0
-    data_dir: str = "var/worker"
-    goals: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    # Throughput
-    batch_max_events: int = 2000
-    batch_within_seconds: float = 0.2
-
-
-def window_label(seconds: int) -> str:
-    """60 -> "1m", 3600 -> "1h": the `window` label and kpi-results field."""
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600}h"
-    if seconds % 60 == 0:
-        return f"{seconds // 60}m"
-    return f"{seconds}s"
-
-
-class SettingsError(ValueError):
-    """Bad settings: each problem names its key, what was expected and, where known, the allowed values."""
-
-    def __init__(self, *problems: str):
-        super().__init__("\n".join(problems))
-        self.problems = list(problems)
-
+from .errors import SettingsError
+from .settings import Settings
+from .streams.events import Priority
+from .streams.goals import goals
+from .streams.kpis import BY_KEY, CATALOGUE
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -161,7 +83,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, object]:
 
 
 def env_name(dotted: str) -> str:
-    """"topics.orders" -> "SHOPPULSE_TOPICS__ORDERS"."""
+    """ "topics.orders" -> "SHOPPULSE_TOPICS__ORDERS"."""
     return ENV_PREFIX + dotted.upper().replace(".", "__")
 
 
@@ -226,7 +148,9 @@ class _Loader:
                 elif typing.get_origin(tp) is dict:
                     if not isinstance(raw, Mapping):
                         raise _Mismatch
-                    self._entries(getattr(target, field_name), typing.get_args(tp)[1], raw, key, origin, parse_text, name)
+                    self._entries(
+                        getattr(target, field_name), typing.get_args(tp)[1], raw, key, origin, parse_text, name
+                    )
                 else:
                     setattr(target, field_name, _convert(raw, tp, parse_text))
                     self.origins[key] = (origin, name(key))
@@ -307,12 +231,19 @@ def _got(raw: object, parse_text: bool) -> str:
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     if parse_text and isinstance(raw, str):
         return shown
-    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array", dict: "a table"}
+    kinds = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }
     return f"{kinds.get(type(raw), 'a ' + type(raw).__name__)} ({shown})"
 
 
 def _unknown_key(key: str, hints: Mapping[str, object], name) -> str:
-    """"unknown key (did you mean `x`?)", or where the key belongs when it is in the wrong table."""
+    """ "unknown key (did you mean `x`?)", or where the key belongs when it is in the wrong table."""
     table, _, field_name = key.rpartition(".")
     close = difflib.get_close_matches(field_name, list(hints), n=1, cutoff=0.6)
     if close:
@@ -333,16 +264,24 @@ def validate(settings: Settings) -> list[tuple[str, str]]:
 
     sec = settings.security
     if sec.security_protocol not in SECURITY_PROTOCOLS:
-        bad("security.security_protocol", f"{sec.security_protocol!r} is not allowed; choose one of {', '.join(SECURITY_PROTOCOLS)}")
+        bad(
+            "security.security_protocol",
+            f"{sec.security_protocol!r} is not allowed; choose one of {', '.join(SECURITY_PROTOCOLS)}",
+        )
     if sec.sasl_mechanism is not None and sec.sasl_mechanism not in SASL_MECHANISMS:
-        bad("security.sasl_mechanism", f"{sec.sasl_mechanism!r} is not allowed; choose one of {', '.join(SASL_MECHANISMS)}")
+        bad(
+            "security.sasl_mechanism",
+            f"{sec.sasl_mechanism!r} is not allowed; choose one of {', '.join(SASL_MECHANISMS)}",
+        )
     if sec.security_protocol.startswith("SASL_"):
         for name in ("sasl_username", "sasl_password"):
             if not getattr(sec, name):
                 bad(f"security.{name}", f"required when security_protocol is {sec.security_protocol}")
     elif sec.security_protocol in SECURITY_PROTOCOLS and (sec.sasl_mechanism or sec.sasl_username or sec.sasl_password):
-        bad("security.security_protocol", f"is {sec.security_protocol}, so the SASL settings are not used; "
-            "set it to SASL_PLAINTEXT or SASL_SSL")  # fmt: skip
+        bad(
+            "security.security_protocol",
+            f"is {sec.security_protocol}, so the SASL settings are not used; set it to SASL_PLAINTEXT or SASL_SSL",
+        )
     if sec.ssl_cafile is not None and not Path(sec.ssl_cafile).is_file():
         bad("security.ssl_cafile", f"no such file: {sec.ssl_cafile}")
 
@@ -362,14 +301,27 @@ def validate(settings: Settings) -> list[tuple[str, str]]:
             bad(key, f"same topic as {seen[value]} ({value!r}); every topic needs its own name")
         seen.setdefault(value, key)
 
-    for key, minimum in (("partitions", 1), ("replication_factor", 1), ("label_cap", 1), ("top_list_size", 1),
-                         ("batch_max_events", 1), ("max_payload_bytes", 1), ("grace_seconds", 0),
-                         ("dedup_horizon_seconds", 0)):  # fmt: skip
+    for key, minimum in (
+        ("partitions", 1),
+        ("replication_factor", 1),
+        ("label_cap", 1),
+        ("top_list_size", 1),
+        ("batch_max_events", 1),
+        ("max_payload_bytes", 1),
+        ("grace_seconds", 0),
+        ("dedup_horizon_seconds", 0),
+    ):
         value = getattr(settings, key)
         if value < minimum:
             bad(key, f"must be at least {minimum}, got {value}")
-    for key in ("idle_timeout_seconds", "session_timeout_seconds", "max_future_seconds", "backlog_age_seconds",
-                "update_interval_seconds", "batch_within_seconds"):  # fmt: skip
+    for key in (
+        "idle_timeout_seconds",
+        "session_timeout_seconds",
+        "max_future_seconds",
+        "backlog_age_seconds",
+        "update_interval_seconds",
+        "batch_within_seconds",
+    ):
         if getattr(settings, key) <= 0:
             bad(key, f"must be positive, got {getattr(settings, key)}")
     if not 0 <= settings.metrics_port <= 65535:
@@ -400,15 +352,18 @@ def _window_problems(sizes: tuple[int, ...]) -> list[tuple[str, str]]:
     for i, size in enumerate(ordered):
         for smaller in ordered[:i]:
             if size % smaller:
-                return [(key, f"{size} is not a multiple of {smaller}: each window size must be a multiple of the "
-                              "smaller ones (e.g. 60, 300, 3600)")]  # fmt: skip
+                return [
+                    (
+                        key,
+                        f"{size} is not a multiple of {smaller}: each window size must be a multiple of the "
+                        "smaller ones (e.g. 60, 300, 3600)",
+                    )
+                ]
     return []
 
 
 def _goal_problems(settings: Settings) -> list[tuple[str, str]]:
     """Each goal checked on its own by goals(), so that every bad one is reported."""
-    from .goals import goals  # goals.py imports this module
-    from .kpis import BY_KEY, CATALOGUE
 
     problems = []
     for kpi, goal in settings.goals.items():

@@ -1,8 +1,9 @@
-"""Topic creation and the Kafka client options shared by every client we start."""
+"""Topic creation, and the broker diagnosis behind every "cannot reach the broker" message."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -17,41 +18,19 @@ from aiokafka.errors import (
 )
 from aiokafka.protocol.metadata import MetadataRequest
 
-from .settings import KafkaSecurity, Settings
-
-SOURCE_STREAMS = ("clickstream", "orders", "tickets")
-MERGE_TABLE = "merge-state"
-
-
-def state_table(stream: str) -> str:
-    """The changelogged Faust table of one source stream's partition engines."""
-    return f"{stream}-state"
+from ..errors import ShoppulseError
+from ..settings import Settings
+from ..streams.events import STREAMS
+from ..topics import MERGE_TABLE, changelog_topic, partials_topic, state_table
+from .options import client_options
 
 
-def changelog_topic(settings: Settings, table: str) -> str:
-    return f"{settings.app_id}-{table}-changelog"  # Faust's naming
-
-
-class BrokerUnreachable(RuntimeError):
+class BrokerUnreachable(ShoppulseError):
     """Expected failure: the broker cannot be reached. The message says what to try."""
 
 
-class PartitionMismatch(RuntimeError):
+class PartitionMismatch(ShoppulseError):
     """A topic exists with another partition count than shoppulse is configured for."""
-
-
-def client_options(security: KafkaSecurity) -> dict:
-    """aiokafka keyword arguments for the configured security settings."""
-    options: dict = {"security_protocol": security.security_protocol}
-    if security.security_protocol.startswith("SASL"):
-        options.update(
-            sasl_mechanism=security.sasl_mechanism or "PLAIN",
-            sasl_plain_username=security.sasl_username,
-            sasl_plain_password=security.sasl_password,
-        )
-    if security.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = ssl.create_default_context(cafile=security.ssl_cafile)
-    return options
 
 
 def unreachable_message(broker: str) -> str:
@@ -99,7 +78,7 @@ async def diagnose(settings: Settings, timeout: float = 10.0) -> BrokerUnreachab
             f"The Kafka broker at {broker} does not speak {sec.security_protocol} on that port. Check "
             "security.security_protocol and the port: a broker's PLAINTEXT, SSL and SASL listeners have different ports."
         )
-    except (OSError, asyncio.TimeoutError, KafkaError, ValueError):
+    except (TimeoutError, OSError, KafkaError, ValueError):
         pass  # nothing listening, no answer, a bad address: the general message
     return BrokerUnreachable(unreachable_message(broker))
 
@@ -107,13 +86,13 @@ async def diagnose(settings: Settings, timeout: float = 10.0) -> BrokerUnreachab
 def topic_specs(settings: Settings) -> dict[str, int]:
     """Every topic shoppulse reads or writes, with its partition count."""
     topics = settings.topics
-    specs = {topics.source(s): settings.partitions for s in SOURCE_STREAMS}
+    specs = {topics.source(s): settings.partitions for s in STREAMS}
     specs[topics.results] = settings.partitions
     specs[topics.dead_letters] = settings.partitions
-    specs[f"{settings.app_id}-partials"] = 1  # one merger; see streams/app.py
+    specs[partials_topic(settings)] = 1  # one merger: agents/merge.py
     # Changelogs too: created by Faust at start-up, they can be missing from its first
     # metadata fetch, which crashes the worker with PartitionsMismatch (seen here).
-    for stream in SOURCE_STREAMS:
+    for stream in STREAMS:
         specs[changelog_topic(settings, state_table(stream))] = settings.partitions
     specs[changelog_topic(settings, MERGE_TABLE)] = 1
     return specs
@@ -126,22 +105,27 @@ async def ensure_topics(settings: Settings, timeout: float = 20.0) -> None:
     )
     try:
         await asyncio.wait_for(admin.start(), timeout)
-    except (KafkaConnectionError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, KafkaConnectionError, OSError):
         await admin.close()
         raise await diagnose(settings) from None
     try:
         specs = topic_specs(settings)
-        existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(list(specs)) if t["error_code"] == 0}
+        existing = {
+            t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(list(specs)) if t["error_code"] == 0
+        }
         missing = [
-            NewTopic(name, count, settings.replication_factor,
-                     topic_configs={"cleanup.policy": "compact"} if name.endswith("-changelog") else {})
-            for name, count in specs.items() if name not in existing
-        ]  # fmt: skip
+            NewTopic(
+                name,
+                count,
+                settings.replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if name.endswith("-changelog") else {},
+            )
+            for name, count in specs.items()
+            if name not in existing
+        ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another worker won the race
         wrong = {n: c for n, c in existing.items() if c != specs[n]}
         if wrong:
             detail = ", ".join(f"{n} has {c} (expected {specs[n]})" for n, c in wrong.items())

@@ -1,0 +1,80 @@
+"""All settings in one typed object. Defaults live here and nowhere else.
+
+Plain data, no I/O: the core reads it, `shoppulse.config` loads and validates it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TopicNames:
+    clickstream: str = "clickstream"
+    orders: str = "orders"
+    tickets: str = "tickets"
+    results: str = "kpi-results"
+    dead_letters: str = "kpi-dead-letters"
+
+    def source(self, stream: str) -> str:
+        return getattr(self, stream)
+
+
+@dataclass
+class KafkaSecurity:
+    """Passed through to the Kafka client (aiokafka under Faust)."""
+
+    security_protocol: str = "PLAINTEXT"  # one of SECURITY_PROTOCOLS
+    sasl_mechanism: str | None = None  # one of SASL_MECHANISMS; PLAIN when unset
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+
+
+@dataclass
+class Settings:
+    broker: str = "127.0.0.1:9092"
+    app_id: str = "shoppulse"
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    topics: TopicNames = field(default_factory=TopicNames)
+    partitions: int = 4
+    replication_factor: int = 1
+
+    # Event time
+    windows_seconds: tuple[int, ...] = (60, 300, 3600)
+    grace_seconds: float = 30.0
+    idle_timeout_seconds: float = 30.0
+    session_timeout_seconds: float = 1800.0
+    dedup_horizon_seconds: float = 3600.0
+
+    # Input limits
+    max_payload_bytes: int = 256 * 1024
+    max_future_seconds: float = 86_400.0
+
+    # Support
+    backlog_age_seconds: float = 86_400.0
+    sla_first_reply_seconds: dict[str, float] = field(
+        default_factory=lambda: {"urgent": 3600.0, "high": 4 * 3600.0, "normal": 24 * 3600.0, "low": 48 * 3600.0}
+    )
+
+    # Output
+    label_cap: int = 8  # top-N label values kept per dimension; the rest become "other"
+    top_list_size: int = 20
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9464
+    update_interval_seconds: float = 1.0
+    data_dir: str = "var/worker"
+    goals: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    # Throughput
+    batch_max_events: int = 2000
+    batch_within_seconds: float = 0.2
+
+
+def window_label(seconds: int) -> str:
+    """60 -> "1m", 3600 -> "1h": the `window` label and kpi-results field."""
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"

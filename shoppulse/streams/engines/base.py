@@ -1,0 +1,231 @@
+"""The partition engine base: what every source stream's engine shares.
+
+One `PartitionEngine` owns one partition of one source topic. It keeps:
+- the partition's watermark;
+- the dedup horizon (event ids seen recently);
+- the open windows' `Measures`, per family and window size;
+- entity state: open sessions, first-seen visitors and customers, tickets.
+
+It emits two kinds of messages for the merge stage (see merge.py):
+- `Snapshot`: the full current `Measures` of one window on this partition (idempotent:
+  a later snapshot replaces an earlier one);
+- `Progress`: "every window of this family that ends at or before `through_ms` is final
+  on this partition".
+
+State is kept as Python objects and written back in bulk: `take_changes()` returns the
+keys changed since the last call, serialised, for the agent to write to its changelogged
+Faust table once per batch rather than once per event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import orjson
+
+from ...settings import Settings
+from ..events import Parsed
+from ..measures import Measures
+from ..partials import Progress, Snapshot
+from ..windows import Watermark, window_start
+
+NEVER = 1 << 62
+
+
+@dataclass
+class BatchResult:
+    accepted: int = 0
+    duplicates: int = 0
+    late: list[tuple[Parsed, int]] = field(default_factory=list)  # (event, index in the batch)
+    first_response_seconds: list[tuple[float, str, str]] = field(default_factory=list)  # (seconds, channel, priority)
+    resolution_seconds: list[float] = field(default_factory=list)
+
+
+class PartitionEngine:
+    """Shared mechanics: watermark, dedup, windows, snapshots and progress."""
+
+    stream = ""
+    families: tuple[str, ...] = ()
+
+    def __init__(self, partition: int, settings: Settings):
+        self.partition = partition
+        self.settings = settings
+        self.sizes = tuple(s * 1000 for s in sorted(settings.windows_seconds))
+        self.smallest = self.sizes[0]
+        self.grace_ms = int(settings.grace_seconds * 1000)
+        self.watermark = Watermark(int(settings.idle_timeout_seconds * 1000))
+        self.horizon_ms = int(settings.dedup_horizon_seconds * 1000)
+        self.windows: dict[tuple[str, int, int], Measures] = {}
+        self.dirty_windows: set[tuple[str, int, int]] = set()  # changed since the last snapshot
+        self.progress: dict[str, int] = {f: 0 for f in self.families}
+        self.sent_progress: dict[str, int] = {}
+        # dedup: event_id -> ts, plus per-batch groups so expiry writes one key per batch
+        self.seen_ids: dict[str, int] = {}
+        self.id_groups: dict[int, tuple[int, list[str]]] = {}  # group no -> (max ts, ids)
+        self.next_group = 0
+        self.changed: set[str] = set()  # state keys to write back
+        self.outbox: list[Snapshot | Progress] = []
+        self.next_close = NEVER  # end of the oldest open window: closing is checked against it
+
+    # ------------------------------------------------------------ processing
+
+    def process(self, batch: list[Parsed], wall_ms: int | None = None) -> BatchResult:
+        """Apply one batch of parsed events in arrival order."""
+        wall_ms = int(time.time() * 1000) if wall_ms is None else wall_ms
+        result = BatchResult()
+        new_ids: list[str] = []
+        group_max = 0
+        wm = self.watermark
+        for index, parsed in enumerate(batch):
+            event_id = parsed.event.event_id
+            if event_id in self.seen_ids:
+                result.duplicates += 1
+                continue
+            self.seen_ids[event_id] = parsed.ts_ms
+            new_ids.append(event_id)
+            group_max = max(group_max, parsed.ts_ms)
+            if window_start(parsed.ts_ms, self.smallest) + self.smallest + self.grace_ms <= wm.value:
+                result.late.append((parsed, index))
+                continue
+            wm.observe(parsed.ts_ms, wall_ms)
+            self.on_event(parsed, result)
+            result.accepted += 1
+            if wm.value - self.grace_ms >= self.next_close:
+                self._close()
+        if batch:
+            wm.last_arrival_wall_ms = wall_ms
+        if new_ids:
+            self.id_groups[self.next_group] = (group_max, new_ids)
+            self.changed.add(f"ids|{self.next_group}")
+            self.next_group += 1
+        self.changed.add("meta")
+        self._close()
+        return result
+
+    def tick(self, wall_ms: int | None = None, behind: bool = False) -> None:
+        """Called every second: idle watermark advance (`behind`: records of this partition wait unread)."""
+        wall_ms = int(time.time() * 1000) if wall_ms is None else wall_ms
+        if self.watermark.idle_advance(wall_ms, behind):
+            self._close()
+
+    def take_outbox(self, snapshots_of_open: bool) -> list[Snapshot | Progress]:
+        """Messages for the merge stage. With `snapshots_of_open`, include snapshots of open
+        windows changed since the last call (the once-per-second non-final updates)."""
+        if snapshots_of_open:
+            for key in self.dirty_windows:
+                measures = self.windows.get(key)
+                if measures is not None:
+                    self.outbox.append(Snapshot(*key, self.partition, measures))
+            self.dirty_windows.clear()
+        out, self.outbox = self.outbox, []
+        return out
+
+    # ----------------------------------------------------------- windows
+
+    def measures_for(self, family: str, ts_ms: int) -> list[Measures]:
+        """The open windows of every size that contain `ts_ms` (smallest first), marked changed."""
+        out = []
+        for size in self.sizes:
+            key = (family, size, ts_ms - ts_ms % size)
+            measures = self.windows.get(key)
+            if measures is None:
+                measures = self.windows[key] = Measures()
+                self.next_close = min(self.next_close, key[2] + size)
+            self.dirty_windows.add(key)
+            self.changed.add(_window_key(key))
+            out.append(measures)
+        return out
+
+    def family_progress(self, family: str) -> int:
+        """Windows of `family` ending at or before this are final on this partition."""
+        return self.watermark.value - self.grace_ms
+
+    def _close(self) -> None:
+        for family in self.families:
+            through = self.family_progress(family)
+            if through <= self.progress.get(family, 0):
+                continue
+            previous = self.progress.get(family, 0)
+            steps = self.state_steps(family, previous, through)
+            for key in [k for k in self.windows if k[0] == family and k[2] + k[1] <= through]:
+                self.outbox.append(Snapshot(*key, self.partition, self.windows.pop(key)))
+                self.dirty_windows.discard(key)
+                self.changed.add(_window_key(key))
+            self.progress[family] = through
+            self.outbox.append(Progress(family, self.partition, through, previous, steps))
+        self.next_close = min((start + size for _, size, start in self.windows), default=NEVER)
+        self._expire_ids()
+
+    def state_steps(self, family: str, previous: int, through: int) -> list | None:
+        """Hook: point-in-time state over (previous, through] for the Progress message."""
+        return None
+
+    def _expire_ids(self) -> None:
+        cutoff = self.watermark.value - self.horizon_ms
+        for group, (max_ts, ids) in list(self.id_groups.items()):
+            if max_ts < cutoff:
+                for event_id in ids:
+                    self.seen_ids.pop(event_id, None)
+                del self.id_groups[group]
+                self.changed.add(f"ids|{group}")
+
+    # ----------------------------------------------------------- persistence
+
+    def on_event(self, parsed: Parsed, result: BatchResult) -> None:
+        raise NotImplementedError
+
+    def take_changes(self) -> dict[str, bytes | None]:
+        """Changed state keys since the last call, serialised (None = deleted)."""
+        changes: dict[str, bytes | None] = {}
+        for key in self.changed:
+            changes[key] = self.dump_key(key)
+        self.changed.clear()
+        return changes
+
+    def dump_key(self, key: str) -> bytes | None:
+        kind, _, rest = key.partition("|")
+        if kind == "meta":
+            return orjson.dumps(
+                {"wm": self.watermark.event_ms, "progress": self.progress, "next_group": self.next_group}
+            )
+        if kind == "w":
+            family, size, start = rest.split("|")
+            measures = self.windows.get((family, int(size), int(start)))
+            return orjson.dumps(measures.dump()) if measures is not None else None
+        if kind == "ids":
+            group = self.id_groups.get(int(rest))
+            return orjson.dumps(group) if group is not None else None
+        return self.dump_entity(kind, rest)
+
+    def dump_entity(self, kind: str, rest: str) -> bytes | None:
+        raise KeyError(kind)
+
+    def restore(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Rebuild in-memory state from the changelogged table after a (re)start or rebalance."""
+        for key, value in items:
+            kind, _, rest = key.partition("|")
+            data = orjson.loads(value)
+            if kind == "meta":
+                self.watermark.event_ms = data["wm"]
+                self.progress.update(data["progress"])
+                self.next_group = data["next_group"]
+            elif kind == "w":
+                family, size, start = rest.split("|")
+                self.windows[(family, int(size), int(start))] = Measures.load(data)
+            elif kind == "ids":
+                max_ts, ids = data
+                self.id_groups[int(rest)] = (max_ts, ids)
+                for event_id in ids:
+                    self.seen_ids[event_id] = max_ts
+            else:
+                self.restore_entity(kind, rest, data)
+        self.next_close = min((start + size for _, size, start in self.windows), default=NEVER)
+
+    def restore_entity(self, kind: str, rest: str, data) -> None:
+        raise KeyError(kind)
+
+
+def _window_key(key: tuple[str, int, int]) -> str:
+    return f"w|{key[0]}|{key[1]}|{key[2]}"

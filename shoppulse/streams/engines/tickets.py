@@ -1,0 +1,188 @@
+"""The tickets engine: support windows and ticket state (open, backlog, first reply, solves)."""
+
+from __future__ import annotations
+
+import orjson
+
+from ...settings import Settings
+from ..events import Parsed, TicketEvent
+from ..measures import Measures
+from .base import BatchResult, PartitionEngine
+
+
+class TicketsEngine(PartitionEngine):
+    stream = "tickets"
+    families = ("support",)
+
+    def __init__(self, partition: int, settings: Settings):
+        super().__init__(partition, settings)
+        self.tickets: dict[str, dict] = {}
+        self.sla_ms = {p: int(s * 1000) for p, s in settings.sla_first_reply_seconds.items()}
+        self.backlog_ms = int(settings.backlog_age_seconds * 1000)
+        self.retention_ms = 30 * 86_400_000  # solved tickets are kept this long for reopens
+        # Tickets with events since the last close or effective after it (see state_steps), and their latest ts.
+        self.touched: set[str] = set()
+        self.last_ts: dict[str, int] = {}
+
+    def on_event(self, parsed: Parsed, result: BatchResult) -> None:
+        event: TicketEvent = parsed.event  # type: ignore[assignment]
+        ts, etype = parsed.ts_ms, event.event_type
+        ticket = self.tickets.get(event.ticket_id)
+        windows = self.measures_for("support", ts)
+        if etype == "ticket_created":
+            ticket = self.tickets[event.ticket_id] = {
+                "created": ts,
+                "channel": event.channel or "unknown",
+                "priority": event.priority or "normal",
+                "replies": 0,
+                "first_reply": None,
+                "history": [],
+            }
+            for m in windows:
+                m.inc("tickets_created")
+                m.inc_label("tickets_by_channel", ticket["channel"])
+                m.inc_label("tickets_by_category", event.category or "unknown")
+            if event.product_id:
+                windows[-1].top_items("product_tickets").add(event.product_id)
+        elif etype == "agent_replied" and ticket is not None and event.public is not False:
+            ticket["replies"] += 1
+            if ticket["first_reply"] is None:
+                ticket["first_reply"] = ts
+                self._first_reply(ticket, ts, windows, result)
+        elif etype == "ticket_escalated":
+            for m in windows:
+                m.inc("escalations")
+        elif etype == "ticket_solved":
+            for m in windows:
+                m.inc("solves")
+                if ticket is not None and ticket["replies"] <= 1:
+                    m.inc("one_touch_solves")
+            if ticket is not None:
+                ticket["history"].append([ts, "solved"])
+                duration = ts - ticket["created"]
+                result.resolution_seconds.append(duration / 1000)
+                for m in windows:
+                    m.inc("resolutions")
+                    m.inc("resolution_sum_ms", duration)
+                    m.quantiles("resolution").add(duration)
+        elif etype == "ticket_reopened":
+            for m in windows:
+                m.inc("reopens")
+            if ticket is not None:
+                ticket["history"].append([ts, "reopened"])
+        elif etype == "csat_rated":
+            for m in windows:
+                m.inc("csat_good" if event.score >= 4 else "csat_bad")  # type: ignore[operator]
+        elif etype == "nps_rated":
+            for m in windows:
+                m.inc("nps_responses")
+                if event.score >= 9:  # type: ignore[operator]
+                    m.inc("nps_promoters")
+                elif event.score <= 6:  # type: ignore[operator]
+                    m.inc("nps_detractors")
+        if ticket is not None:
+            self.changed.add(f"t|{event.ticket_id}")
+            self.touched.add(event.ticket_id)
+            self.last_ts[event.ticket_id] = max(ts, self.last_ts.get(event.ticket_id, ts))
+
+    def _first_reply(self, ticket: dict, ts: int, windows: list[Measures], result: BatchResult) -> None:
+        frt = ts - ticket["created"]
+        channel, priority = ticket["channel"], ticket["priority"]
+        breached = frt > self.sla_ms.get(priority, self.sla_ms["normal"])
+        result.first_response_seconds.append((frt / 1000, channel, priority))
+        for m in windows:
+            m.inc("first_replies")
+            m.inc("frt_sum_ms", frt)
+            m.quantiles("frt").add(frt)
+            for dim, label in (("channel", channel), ("priority", priority)):
+                m.inc_label(f"frt_sum_ms|{dim}", label, frt)
+                m.inc_label(f"first_replies|{dim}", label)
+                m.quantiles(f"frt|{dim}={label}").add(frt)
+            if breached:
+                m.inc("sla_breaches")
+
+    def state_steps(self, family: str, previous: int, through: int) -> list:
+        """How open tickets, backlog and the oldest unanswered ticket changed over (previous, through].
+
+        A ticket's state at a window end E counts its events with ts < E, so it can change at
+        ts + 1 of any of its events, and it enters the backlog at created + backlog age + 1.
+        Tickets with no event since the last close and no backlog crossing in the interval
+        are constant over it; only the touched ones are re-evaluated at each change point.
+        """
+        first = previous + 1
+        touched = set(self.touched)
+        for ticket_id, ticket in self.tickets.items():
+            if first < ticket["created"] + self.backlog_ms + 1 <= through:
+                touched.add(ticket_id)
+        points = {first}
+        for ticket_id in touched:
+            ticket = self.tickets.get(ticket_id)
+            if ticket is None:
+                continue
+            crossing = [
+                ticket["created"],
+                ticket["first_reply"] or ticket["created"],
+                *(ts for ts, _ in ticket["history"]),
+            ]
+            points.update(ts + 1 for ts in crossing if first < ts + 1 <= through)
+            if first < ticket["created"] + self.backlog_ms + 1 <= through:
+                points.add(ticket["created"] + self.backlog_ms + 1)
+        base_open = base_backlog = 0
+        base_oldest = None
+        for ticket_id, ticket in self.tickets.items():
+            if ticket_id not in touched:
+                is_open, in_backlog, unanswered = self._state_at(ticket, first)
+                base_open += is_open
+                base_backlog += in_backlog
+                if unanswered is not None and (base_oldest is None or unanswered < base_oldest):
+                    base_oldest = unanswered
+        live = [self.tickets[t] for t in touched if t in self.tickets]
+        steps: list = []
+        for point in sorted(points):
+            open_count, backlog, oldest = base_open, base_backlog, base_oldest
+            for ticket in live:
+                is_open, in_backlog, unanswered = self._state_at(ticket, point)
+                open_count += is_open
+                backlog += in_backlog
+                if unanswered is not None and (oldest is None or unanswered < oldest):
+                    oldest = unanswered
+            if not steps or steps[-1][1:] != [open_count, backlog, oldest]:
+                steps.append([point, open_count, backlog, oldest])
+        self.touched = {t for t in self.touched if self.last_ts.get(t, 0) + 1 > through}
+        self.last_ts = {t: self.last_ts[t] for t in self.touched if t in self.last_ts}
+        self._forget_old_tickets(through)
+        return steps
+
+    def _state_at(self, ticket: dict, end: int) -> tuple[int, int, int | None]:
+        """(open, in backlog, created-at if open and unanswered) of one ticket at `end`."""
+        created = ticket["created"]
+        if created >= end:
+            return 0, 0, None
+        state = "open"
+        for ts, change in ticket["history"]:
+            if ts < end:
+                state = "open" if change == "reopened" else "solved"
+        if state != "open":
+            return 0, 0, None
+        replied = ticket["first_reply"] is not None and ticket["first_reply"] < end
+        return 1, int(end - created > self.backlog_ms), None if replied else created
+
+    def _forget_old_tickets(self, through: int) -> None:
+        for ticket_id, ticket in list(self.tickets.items()):
+            history = ticket["history"]
+            if history and history[-1][1] == "solved" and history[-1][0] < through - self.retention_ms:
+                del self.tickets[ticket_id]
+                self.changed.add(f"t|{ticket_id}")
+
+    def dump_entity(self, kind: str, rest: str) -> bytes | None:
+        if kind == "t":
+            ticket = self.tickets.get(rest)
+            return orjson.dumps(ticket) if ticket is not None else None
+        raise KeyError(kind)
+
+    def restore_entity(self, kind: str, rest: str, data) -> None:
+        if kind == "t":
+            self.tickets[rest] = data
+            # Which tickets changed since the last close was not persisted: re-evaluate each once.
+            self.touched.add(rest)
+            self.last_ts[rest] = max([data["created"], data["first_reply"] or 0, *(ts for ts, _ in data["history"])])

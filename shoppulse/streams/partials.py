@@ -1,0 +1,71 @@
+"""Partials: the messages from the partition engines to the merge stage, and their codec.
+
+- `Snapshot`: the full current `Measures` of one window on one partition (idempotent: a
+  later snapshot replaces an earlier one);
+- `Progress`: every window of a family ending at or before `through_ms` is final on this
+  partition, with the partition's point-in-time state steps over (from_ms, through_ms].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from .measures import Measures
+
+
+@dataclass(slots=True)
+class Snapshot:
+    family: str
+    size_ms: int
+    start_ms: int
+    partition: int
+    measures: Measures
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "type": "snapshot",
+                "family": self.family,
+                "size_ms": self.size_ms,
+                "start_ms": self.start_ms,
+                "partition": self.partition,
+                "measures": self.measures.dump(),
+            }
+        )
+
+
+@dataclass(slots=True)
+class Progress:
+    family: str
+    partition: int
+    through_ms: int
+    from_ms: int = 0  # the previous `through_ms`: `steps` cover (from_ms, through_ms]
+    # Point-in-time state (support: open tickets...) as steps [t, open, backlog, oldest
+    # unanswered created-at or None], each valid from window end t until the next step, so the
+    # merge stage can take it at the end of any window, with or without events on this partition.
+    steps: list | None = None
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "type": "progress",
+                "family": self.family,
+                "partition": self.partition,
+                "through_ms": self.through_ms,
+                "from_ms": self.from_ms,
+                "steps": self.steps,
+            }
+        )
+
+
+def decode_partial(data: bytes) -> Snapshot | Progress:
+    record = orjson.loads(data)
+    if record["type"] == "progress":
+        return Progress(
+            record["family"], record["partition"], record["through_ms"], record.get("from_ms", 0), record.get("steps")
+        )
+    return Snapshot(
+        record["family"], record["size_ms"], record["start_ms"], record["partition"], Measures.load(record["measures"])
+    )

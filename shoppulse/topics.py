@@ -1,0 +1,21 @@
+"""Every topic and table name shoppulse derives from its settings, in one place."""
+
+from __future__ import annotations
+
+from .settings import Settings
+
+MERGE_TABLE = "merge-state"
+
+
+def state_table(stream: str) -> str:
+    """The changelogged table of one source stream's partition engines."""
+    return f"{stream}-state"
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    return f"{settings.app_id}-{table}-changelog"  # Faust's naming
+
+
+def partials_topic(settings: Settings) -> str:
+    """Snapshots and progress from the partition engines to the merge stage (1 partition)."""
+    return f"{settings.app_id}-partials"
