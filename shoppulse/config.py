@@ -91,7 +91,7 @@ def setting_keys(cls: type = Settings, prefix: str = "") -> list[tuple[str, obje
     """Every leaf setting as (dotted key, type), nested dataclasses flattened, in field order."""
     keys: list[tuple[str, object]] = []
     for name, tp in typing.get_type_hints(cls).items():
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             keys.extend(setting_keys(tp, f"{prefix}{name}."))
         else:
             keys.append((f"{prefix}{name}", tp))

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faust
+from faust.types import TP
 
 from ..kafka.options import faust_credentials
 from ..outputs.base import ResultListener
@@ -70,15 +72,16 @@ def create_app(
 
     app.task(consumer_lag_task(app, settings, sources))
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(app, revoked, **kwargs) -> None:
+    # faust's signal type asks for `(sender, *args, signal, **kwargs)`; it calls `(app, revoked, signal=...)`.
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
         for source in sources:
             source.forget({tp.partition for tp in revoked if tp.topic == source.topic_name})
         if any(tp.topic == partials.get_topic_name() for tp in revoked):
             merge.forget()
 
-    @app.on_partitions_assigned.connect
-    async def on_assigned(app, assigned, **kwargs) -> None:
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(app: faust.App, assigned: set[TP], **kwargs: Any) -> None:
         # aiokafka rebalances eagerly: `revoked` is the whole old assignment, so whether the
         # merge moved away is only known from the new one.
         if not any(tp.topic == partials.get_topic_name() for tp in assigned):

@@ -136,7 +136,8 @@ class SourcePipeline:
     def _assigned(self) -> set[int]:
         """This worker's partitions of the topic, once their state is recovered (never during a rebalance)."""
         app = self.app
-        if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+        recovery = app.tables.recovery  # type: ignore[attr-defined]  # on faust's TableManager, not its interface
+        if app.rebalancing or app.in_recovery or not recovery.completed.is_set():
             return set()
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == self.topic_name}
 

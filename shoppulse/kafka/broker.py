@@ -78,7 +78,7 @@ def ensure_jars(progress=None) -> Path:
             f"-Dkafka.version={KAFKA_VERSION}",
         ]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        done, tail = 0, []
+        done, tail = 0, list[str]()
         assert proc.stdout is not None
         for line in proc.stdout:
             tail = (tail + [line.rstrip()])[-30:]
