@@ -7,15 +7,22 @@
    4 partitions. Without --broker a LocalKafka is started on a free port and stopped at the end.
 2. Then, R times each, interleaved so that load from other users of the machine hits all alike:
    (a) ceiling: one plain AIOKafkaConsumer (no group, defaults) reads all N records;
-   (b) worker: a real `python -m shoppulse.cli worker` subprocess (fresh app id = consumer group,
+   (b) faust-empty: an empty faust-streaming agent on the same topics, and
+   (c) quix: a Quix Streams 3.x app doing a smaller job (windowed clickstream counts per event
+       type, one per-session state update): the peers of issue 12 (bench/peers/, `--peers`;
+       Quix needs `pip install -e '.[bench]'`), subprocesses measured as the worker is;
+   (d) worker: a real `python -m shoppulse.cli worker` subprocess (fresh app id = consumer group,
        fresh data dir) reads the same topics from the start. Timed from process start, and
        from the first processed event (first non-zero `shoppulse_events_total` on /metrics), until
        the group's committed offsets on the source topics reach the log end. Also reported: the
        rate between 10 % and 90 % of `shoppulse_events_total` (steady state), peak RSS and CPU
        seconds of the worker (psutil), and the broker's CPU seconds when we started it;
-   (c) in-process: the partition engines and the merger (bench/_harness.py), no Faust, no Kafka.
+   (e) in-process: the partition engines and the merger (bench/_harness.py), no Faust, no Kafka.
 3. Prints a table with median (min–max) and the ratio worker/ceiling; the project's target is
-   a worker at half the ceiling. `--json FILE` also writes every run's raw figures.
+   a worker at half the ceiling. For every variant also the bytes it wrote to Kafka per input
+   byte: how much the log segments of all topics but the inputs grew on the broker's disk
+   during its run, over the input topics' segment bytes (only on our own LocalKafka).
+   `--json FILE` also writes every run's raw figures.
 
 Benchmarks print figures; they do not pass or fail.
 """
@@ -45,6 +52,8 @@ import psutil
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
+from peers.measure import PEERS, describe_written, log_bytes, peer_run, per_input_byte
+from peers.measure import written as written_since
 
 from shoppulse.kafka.broker import KAFKA_VERSION, LocalKafka, free_port
 from shoppulse.settings import Settings
@@ -377,20 +386,53 @@ async def main(args) -> int:
         print(f"produced {n:,} records in {produce_s:.1f} s ({n / produce_s:,.0f}/s) to {', '.join(source_topics)}")
         if n != args.events:
             raise RuntimeError(f"log end offsets sum to {n}, expected {args.events}")
+        kafka_logs = workdir / "kafka" / "logs" if broker else None
+        inputs = set(source_topics)
+        sizes = log_bytes(kafka_logs)
+        input_bytes = sum(sizes.get(t, 0) for t in inputs) if sizes is not None else None
+        if input_bytes is not None:
+            print(
+                f"input: {input_bytes / 2**20:.1f} MB of log segments ({sum(len(r[3]) for r in records) / 2**20:.1f} MB of values)"
+            )
+        peers = [p for p in args.peers.split(",") if p and p != "none"]
+        if unknown := set(peers) - set(PEERS):
+            raise SystemExit(f"unknown peers {sorted(unknown)}; known: {', '.join(PEERS)}")
 
-        runs: dict[str, list[dict]] = {"ceiling": [], "worker": [], "inprocess": []}
+        runs: dict[str, list[dict]] = {"ceiling": [], "peers": [], "worker": [], "inprocess": []}
         variants = [None if v == "stock" else v for v in (args.worker_variant or "stock").split(",")]
         for i in range(args.repeat):
             load = h.load_average()
+            before = log_bytes(kafka_logs)
             c = await ceiling(address, source_topics, n)
+            c["written_bytes"] = written_since(before, log_bytes(kafka_logs), inputs)
             c["load"] = load
             runs["ceiling"].append(c)
             print(
                 f"[{i + 1}/{args.repeat}] load {load} | ceiling {c['eps']:,.0f} ev/s "
                 f"(read in {c['from_first_s']:.2f} s, {c['total_s']:.2f} s with start), cpu {c['cpu_s']:.1f} s"
             )
+            for peer in peers:
+                load = h.load_average()
+                before = log_bytes(kafka_logs)
+                pr = await peer_run(peer, address, ends, workdir, f"{tag}-r{i}", broker_pid, args.timeout)
+                pr["written_bytes"] = written_since(before, log_bytes(kafka_logs), inputs)
+                pr["load"] = load
+                runs["peers"].append(pr)
+                broker_cpu = f", broker cpu {pr['broker_cpu_s']:.1f} s" if pr["broker_cpu_s"] is not None else ""
+                print(
+                    f"[{i + 1}/{args.repeat}] load {load} | {peer} {pr['eps_from_first']:,.0f} ev/s from first event, "
+                    f"{pr['eps_total']:,.0f} from start, {pr['eps_processed'] or 0:,.0f} to the last one processed, "
+                    f"{pr['eps_steady'] or 0:,.0f} steady; first event {pr['first_event_s']:.1f} s, all processed "
+                    f"{pr['processed_s'] or 0:.1f} s, committed {pr['total_s']:.1f} s; peak RSS {pr['peak_rss_mb']:.0f} MB, "
+                    f"cpu {pr['cpu_s']:.1f} s ({pr['cpu_util']:.0%} of one core){broker_cpu}; {pr['log_warnings']} log warnings"
+                    + "".join(f"; {k} {v:,}" for k, v in pr["counters"].items())
+                )
+                print(f"           {describe_written(pr['written_bytes'], input_bytes)}")
+                for line in pr["log_sample"]:
+                    print(f"           log: {line}")
             for variant in [] if args.skip_worker else variants:
                 load = h.load_average()
+                before = log_bytes(kafka_logs)
                 profile = workdir / f"worker-{i}.prof" if args.profile_worker else None
                 run_tag = f"{tag}-r{i}" + (f"-{variant}" if variant else "")
                 w = await worker_run(
@@ -406,6 +448,7 @@ async def main(args) -> int:
                     workdir / "kafka" / "logs" if broker else None,
                     variant,
                 )
+                w["written_bytes"] = written_since(before, log_bytes(kafka_logs), inputs)
                 w["load"] = load
                 w["variant"] = variant or "stock"
                 runs["worker"].append(w)
@@ -433,6 +476,7 @@ async def main(args) -> int:
                     + " MB"
                 )
                 print(f"           worker wrote {per_event:.2f} records per source event: {written}")
+                print(f"           {describe_written(w['written_bytes'], input_bytes)}")
                 for line in w["log_sample"]:
                     print(f"           log: {line}")
                 if profile and profile.exists():
@@ -462,7 +506,7 @@ async def main(args) -> int:
                 )
             )
 
-        report(runs, n, info)
+        report(runs, n, info, input_bytes)
         if args.json:
             Path(args.json).write_text(
                 json.dumps(
@@ -472,6 +516,7 @@ async def main(args) -> int:
                         "rate": args.rate,
                         "seed": args.seed,
                         "produce_s": produce_s,
+                        "input_log_bytes": input_bytes,
                         "runs": runs,
                     },
                     indent=1,
@@ -485,21 +530,37 @@ async def main(args) -> int:
     return 0
 
 
-def report(runs: dict, n: int, info: dict) -> None:
+def report(runs: dict, n: int, info: dict, input_bytes: int | None = None) -> None:
     ceiling = [r["eps"] for r in runs["ceiling"]]
     rows = [
         ("(a) raw aiokafka ceiling, from first record", ceiling, None),
         ("    ceiling incl. consumer start", [r["eps_total"] for r in runs["ceiling"]], None),
     ]
+    for letter, peer in zip("bc", PEERS):
+        p = [r for r in runs.get("peers", []) if r["peer"] == peer]
+        if p:
+            rows += [
+                (f"({letter}) {peer}, first event -> committed end", [r["eps_from_first"] for r in p], "ratio"),
+                (
+                    f"    {peer}, first event -> last one processed",
+                    [r["eps_processed"] for r in p if r["eps_processed"]],
+                    "ratio",
+                ),
+                (
+                    f"    {peer}, steady 10-90 % of records processed",
+                    [r["eps_steady"] for r in p if r["eps_steady"]],
+                    "ratio",
+                ),
+            ]
     for variant in dict.fromkeys(r["variant"] for r in runs["worker"]):
         w = [r for r in runs["worker"] if r["variant"] == variant]
         tag = "" if variant == "stock" else f" [{variant}]"
         rows += [
-            (f"(b) worker{tag}, first event -> committed end", [r["eps_from_first"] for r in w], "ratio"),
+            (f"(d) worker{tag}, first event -> committed end", [r["eps_from_first"] for r in w], "ratio"),
             ("    worker, process start -> committed end", [r["eps_total"] for r in w], "ratio"),
             ("    worker, steady 10-90 % of events_total", [r["eps_steady"] for r in w if r["eps_steady"]], "ratio"),
         ]
-    rows.append(("(c) in-process engines + merger", [r["eps"] for r in runs["inprocess"]], "ratio"))
+    rows.append(("(e) in-process engines + merger", [r["eps"] for r in runs["inprocess"]], "ratio"))
     cm = h.median(ceiling)
     print(f"\n{n:,} events, {len(ceiling)} runs; median (min–max); ratio = median / median ceiling; target 0.50")
     print(f"{'measurement':60} {'events/s':>26} {'ratio':>7}")
@@ -515,7 +576,37 @@ def report(runs: dict, n: int, info: dict) -> None:
         )
         if w[0]["broker_cpu_s"] is not None:
             print(f"broker CPU during worker runs: {h.median_range([r['broker_cpu_s'] for r in w])} s")
+    summary(runs, input_bytes)
     print(f"load averages at the runs: {sorted({r['load'] for v in runs.values() for r in v})}")
+
+
+def summary(runs: dict, input_bytes: int | None) -> None:
+    """Every variant side by side (medians): the figures issue 12 asks for, and its targets for (d)."""
+    groups: list[tuple[str, list[dict], str]] = [("(a) ceiling", runs["ceiling"], "eps")]
+    for letter, peer in zip("bc", PEERS):
+        groups.append((f"({letter}) {peer}", [r for r in runs.get("peers", []) if r["peer"] == peer], "eps_from_first"))
+    for variant in dict.fromkeys(r["variant"] for r in runs["worker"]):
+        groups.append(
+            (f"(d) worker [{variant}]", [r for r in runs["worker"] if r["variant"] == variant], "eps_from_first")
+        )
+    print(
+        f"\n{'variant (medians)':28} {'events/s':>10} {'peak RSS MB':>12} {'CPU s':>8} {'Kafka B written / input B':>26}"
+    )
+    eps = {}
+    for name, rs, key in groups:
+        if not rs:
+            continue
+        eps[name] = h.median([r[key] for r in rs])
+        rss = f"{h.median([r['peak_rss_mb'] for r in rs]):,.0f}" if "peak_rss_mb" in rs[0] else "-"
+        ratios = [x for r in rs if (x := per_input_byte(r.get("written_bytes"), input_bytes)) is not None]
+        per_byte = f"{h.median(ratios):.2f}" if ratios else "n/a"
+        print(f"{name:28} {eps[name]:>10,.0f} {rss:>12} {h.median([r['cpu_s'] for r in rs]):>8.1f} {per_byte:>26}")
+    worker = eps.get("(d) worker [stock]")
+    if worker:
+        targets = [("(a) ceiling", 0.10, " of (a)"), ("(b) faust-empty", 3, "x (b)"), ("(c) quix", 5, "x (c)")]
+        parts = [f"{worker / eps[k]:.3g}{unit} (target >= {t:g})" for k, t, unit in targets if eps.get(k)]
+        print("(d) worker [stock]: " + "; ".join(parts) + " (issue 12)")
+    print("events/s: (a) from the first record read; the others from the first event to the committed end")
 
 
 if __name__ == "__main__":
@@ -527,6 +618,12 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=1200.0, help="per worker run, seconds")
     parser.add_argument("--skip-worker", action="store_true", help="only the ceiling and in-process figures")
+    parser.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        metavar="NAME[,NAME]",
+        help=f"peers (bench/peers/) to run each repeat, 'none' for none; default {','.join(PEERS)}",
+    )
     parser.add_argument(
         "--profile-worker", metavar="PREFIX.prof", help="run the worker under cProfile, keep PREFIX.<i>.prof"
     )

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import SettingsError
-from .settings import Settings
+from .kafka.options import bootstrap_servers
+from .settings import DATA_PLANES, Settings
 from .streams.events import Priority
 from .streams.goals import goals
 from .streams.kpis import BY_KEY, CATALOGUE
@@ -52,6 +53,8 @@ def load_settings(
     loader.validate()
     if loader.problems:
         raise SettingsError(*loader.problems)
+    # One form for every client built from the settings: HOST:PORT,HOST:PORT.
+    loader.settings.broker = ",".join(bootstrap_servers(loader.settings.broker))
     return loader.settings
 
 
@@ -285,10 +288,10 @@ def validate(settings: Settings) -> list[tuple[str, str]]:
     if sec.ssl_cafile is not None and not Path(sec.ssl_cafile).is_file():
         bad("security.ssl_cafile", f"no such file: {sec.ssl_cafile}")
 
-    for address in settings.broker.split(","):
-        host, _, port = address.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) <= 65535:
-            bad("broker", f"{address!r} is not HOST:PORT (several: HOST:PORT,HOST:PORT; no kafka:// prefix)")
+    for address in bootstrap_servers(settings.broker):
+        host, _, port = address.rpartition(":")
+        if not host or "/" in host or not port.isdigit() or not 0 < int(port) <= 65535:
+            bad("broker", f"{address!r} is not HOST:PORT or kafka://HOST:PORT (several: separate them with commas)")
             break
 
     names = {"app_id": settings.app_id, **{f"topics.{k}": v for k, v in dataclasses.asdict(settings.topics).items()}}
@@ -307,6 +310,7 @@ def validate(settings: Settings) -> list[tuple[str, str]]:
         ("label_cap", 1),
         ("top_list_size", 1),
         ("batch_max_events", 1),
+        ("checkpoint_max_events", 1),
         ("max_payload_bytes", 1),
         ("grace_seconds", 0),
         ("dedup_horizon_seconds", 0),
@@ -321,9 +325,15 @@ def validate(settings: Settings) -> list[tuple[str, str]]:
         "backlog_age_seconds",
         "update_interval_seconds",
         "batch_within_seconds",
+        "checkpoint_interval_seconds",
+        "group_session_timeout_seconds",
     ):
         if getattr(settings, key) <= 0:
             bad(key, f"must be positive, got {getattr(settings, key)}")
+    if settings.data_plane not in DATA_PLANES:
+        bad("data_plane", f"{settings.data_plane!r} is not allowed; choose one of {', '.join(DATA_PLANES)}")
+    if settings.group_instance_id and not TOPIC_NAME.fullmatch(settings.group_instance_id):
+        bad("group_instance_id", f"{settings.group_instance_id!r}: use letters, digits, `.`, `_`, `-`")
     if not 0 <= settings.metrics_port <= 65535:
         bad("metrics_port", f"must be a port number from 0 to 65535, got {settings.metrics_port}")
     if not settings.metrics_host:

@@ -11,6 +11,10 @@ class ShoppulseError(Exception):
     exit_code = 2
 
 
+class UserError(ShoppulseError):
+    """A mistake in how shoppulse was called (bad file, bad option)."""
+
+
 class SettingsError(ShoppulseError, ValueError):
     """Bad settings: each problem names its key, what was expected and, where known, the allowed values."""
 

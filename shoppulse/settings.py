@@ -70,6 +70,16 @@ class Settings:
     batch_max_events: int = 2000
     batch_within_seconds: float = 0.2
 
+    # Data plane (docs/design.md, "Batch data plane")
+    data_plane: str = "faust"  # one of DATA_PLANES
+    checkpoint_interval_seconds: float = 1.0
+    checkpoint_max_events: int = 50_000  # per input partition
+    group_instance_id: str = ""  # static group membership; "" = one kept in data_dir
+    group_session_timeout_seconds: float = 10.0
+
+
+DATA_PLANES = ("faust", "batch")
+
 
 def window_label(seconds: int) -> str:
     """60 -> "1m", 3600 -> "1h": the `window` label and kpi-results field."""

@@ -19,3 +19,8 @@ def changelog_topic(settings: Settings, table: str) -> str:
 def partials_topic(settings: Settings) -> str:
     """Snapshots and progress from the partition engines to the merge stage (1 partition)."""
     return f"{settings.app_id}-partials"
+
+
+def clock_topic(settings: Settings) -> str:
+    """The stream clocks, from the merge stage to every worker (1 partition, compacted): agents/clock.py."""
+    return f"{settings.app_id}-clock"

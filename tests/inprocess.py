@@ -14,7 +14,8 @@ from shoppulse.streams.events import InvalidEvent, key_of, parse
 from shoppulse.streams.pipeline import Pipeline, RawRecord
 
 FAR_FUTURE_MS = 4_000_000_000_000
-NOW_MS = FAR_FUTURE_MS - 86_400_000  # no event is "in the future"
+DAY_MS = 86_400_000
+NOW_MS = FAR_FUTURE_MS - DAY_MS  # no event is "in the future"
 
 
 def run(
@@ -47,13 +48,15 @@ def run(
                 pipeline.restart()
     for (stream, partition), records in pending.items():
         pipeline.feed(stream, partition, records, NOW_MS)
-    # Every partition of every stream goes idle, then its watermark jumps to the far future.
+    # Every partition of every stream goes idle, so every stream is quiet: its clock starts at its
+    # largest watermark and moves with the wall clock; a day later every window has closed.
     pipeline.tick(NOW_MS)
     for source in pipeline.sources.values():
         for engine in source.engines.values():
             engine.watermark.last_arrival_wall_ms = 0
     pipeline.tick(FAR_FUTURE_MS)
-    return [orjson.loads(value) for result in pipeline.results for _, value in result.records()]
+    pipeline.tick(FAR_FUTURE_MS + DAY_MS)
+    return [orjson.loads(value) for result in pipeline.results for _, value in result.records(NOW_MS)]
 
 
 def _key(stream: str, payload: bytes) -> bytes | None:

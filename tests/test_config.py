@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from shoppulse.cli import _settings, build_parser
+from shoppulse.cli import build_parser
+from shoppulse.cli.common import settings_from_args
 from shoppulse.config import check_config, env_name, load_settings, setting_keys
 from shoppulse.errors import SettingsError
 from shoppulse.settings import Settings
@@ -62,7 +63,7 @@ def test_cli_flags_and_config_reach_settings(tmp_path, monkeypatch):
         monkeypatch.delenv(name)
     monkeypatch.setenv("SHOPPULSE_METRICS_PORT", "9100")
     args = build_parser().parse_args(["worker", "--config", str(config), "--idle-timeout", "4", "--app-id", "x"])
-    settings = _settings(args)
+    settings = settings_from_args(args)
     assert (settings.broker, settings.metrics_port, settings.idle_timeout_seconds, settings.app_id) == (
         "10.0.0.1:9092",
         9100,

@@ -121,7 +121,9 @@ def test_reason_codes_documented():
 
 
 def test_dead_letter_fields_documented():
-    record = events.dead_letter(payload=b"{}", reason="invalid_json", detail="x", topic="t", partition=0, offset=0)
+    record = events.dead_letter(
+        payload=b"{}", reason="invalid_json", detail="x", topic="t", partition=0, offset=0, now_ms=0
+    )
     spans = _code_spans(_read("events.md"))
     missing = [f for f in record if f not in spans]
     assert not missing, f"dead-letter fields missing from docs/events.md: {missing}"

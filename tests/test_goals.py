@@ -13,9 +13,9 @@ def test_defaults_come_from_the_catalogue():
     assert set(resolved) == {k.key for k in CATALOGUE if k.goal}
     conversion = resolved["conversion_rate"]
     assert conversion.met(0.02) is True and conversion.met(0.0) is False and conversion.met(None) is None
-    assert resolved["first_response_seconds"].series == {"stat": "p90"}
-    assert resolved["first_response_seconds"].applies_to({"stat": "p90"})
-    assert not resolved["first_response_seconds"].applies_to({"stat": "p90", "channel": "email"})
+    assert resolved["first_response_seconds"].series == {"quantile": "0.9"}
+    assert resolved["first_response_seconds"].applies_to({"quantile": "0.9"})
+    assert not resolved["first_response_seconds"].applies_to({"quantile": "0.9", "channel": "email"})
 
 
 def test_overrides_replace_add_and_remove_goals():

@@ -5,6 +5,7 @@ with the batch recomputation."""
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import re
 import shutil
 import subprocess
@@ -95,6 +96,22 @@ def test_metrics_families_names_and_counters(namespace, tmp_path):
         if kpi.unit == "seconds":
             assert kpi.metric.endswith("_seconds"), kpi.metric
         assert all(s.labels["window"] in ("1m", "5m", "1h") for s in gauge.samples), kpi.metric
+
+    # Precomputed quantiles the Prometheus way: a `quantile` label, the mean a gauge of its own.
+    for key in ("first_response_seconds", "resolution_seconds"):
+        samples = family(f"shoppulse_{key}", "gauge").samples
+        assert samples and {s.labels["quantile"] for s in samples} == {"0.5", "0.9"}, key
+        assert not any("stat" in s.labels for s in samples), key
+        mean = family(f"shoppulse_{key.removesuffix('_seconds')}_mean_seconds", "gauge").samples
+        assert mean and not any("quantile" in s.labels for s in mean), key
+
+    # Process and platform collectors, and the build info the dashboards annotate deploys with.
+    for name in ("process_resident_memory_bytes", "process_start_time_seconds", "python_info"):
+        family(name, "gauge")
+    family("process_cpu_seconds", "counter")
+    (build,) = family("shoppulse_build_info", "gauge").samples
+    assert build.value == 1 and build.labels["version"] == importlib.metadata.version("shoppulse"), build
+    assert set(build.labels) == {"version", "commit"} and build.labels["commit"], build
 
     freshness = family("shoppulse_last_closed_window_end_timestamp_seconds", "gauge")
     assert {s.labels["family"] for s in freshness.samples} >= {"traffic", "sessions", "sales", "support"}

@@ -321,14 +321,15 @@ def test_tickets_created(tickets):
     assert lookup(tickets, "open_tickets", "1m", start) == 2
     assert lookup(tickets, "backlog_tickets", "1m", start) == 0
     assert lookup(tickets, "oldest_unanswered_ticket_age_seconds", "1m", start) == 60.0
-    assert lookup(tickets, "first_response_seconds", "1m", start, stat="p50") is None
+    assert lookup(tickets, "first_response_seconds", "1m", start, quantile="0.5") is None
 
 
 def test_first_response(tickets):
     start = w(120)
     for dims in ({}, {"channel": "email"}, {"priority": "high"}):
-        for stat in ("p50", "p90", "mean"):
-            assert lookup(tickets, "first_response_seconds", "1m", start, stat=stat, **dims) == 120.0
+        for q in ("0.5", "0.9"):
+            assert lookup(tickets, "first_response_seconds", "1m", start, quantile=q, **dims) == 120.0
+        assert lookup(tickets, "first_response_mean_seconds", "1m", start, **dims) == 120.0
     assert not [k for k in tickets if k[0] == "first_response_seconds" and ("channel", "chat") in k[3]]
     assert lookup(tickets, "sla_breach_rate", "1m", start) == 0.0
     assert lookup(tickets, "tickets_created", "1m", start) == 0
@@ -340,8 +341,8 @@ def test_first_response(tickets):
 
 def test_solves_and_surveys(tickets):
     start = w(300)
-    assert lookup(tickets, "resolution_seconds", "1m", start, stat="p50") == 300.0
-    assert lookup(tickets, "resolution_seconds", "1m", start, stat="mean") == 300.0
+    assert lookup(tickets, "resolution_seconds", "1m", start, quantile="0.5") == 300.0
+    assert lookup(tickets, "resolution_mean_seconds", "1m", start) == 300.0
     assert lookup(tickets, "reopen_rate", "1m", start) == 0.0
     assert lookup(tickets, "one_touch_rate", "1m", start) == 0.5
     assert lookup(tickets, "csat", "1m", start) == 0.5
@@ -359,7 +360,7 @@ def test_tickets_hour(tickets):
     assert lookup(tickets, "open_tickets", "1h", hour) == 1
     assert lookup(tickets, "oldest_unanswered_ticket_age_seconds", "1h", hour) == 3590.0
     assert lookup(tickets, "one_touch_rate", "1h", hour) == 0.5
-    assert lookup(tickets, "first_response_seconds", "1h", hour, stat="mean") == 120.0
+    assert lookup(tickets, "first_response_mean_seconds", "1h", hour) == 120.0
     assert lookup(tickets, "nps", "1h", hour) == 0.0
 
 
@@ -375,9 +376,9 @@ def test_quantiles_sla_backlog_reopen():
     out = compute(events, backlog_s=3600)
     hour = w(3600, 3600)
     frts = sorted(3660 + i * 100 for i in range(10))
-    assert lookup(out, "first_response_seconds", "1h", hour, stat="p50") == frts[4]  # floor(0.5 * 9)
-    assert lookup(out, "first_response_seconds", "1h", hour, stat="p90") == frts[8]  # floor(0.9 * 9)
-    assert lookup(out, "first_response_seconds", "1h", hour, stat="mean") == sum(frts) / 10
+    assert lookup(out, "first_response_seconds", "1h", hour, quantile="0.5") == frts[4]  # floor(0.5 * 9)
+    assert lookup(out, "first_response_seconds", "1h", hour, quantile="0.9") == frts[8]  # floor(0.9 * 9)
+    assert lookup(out, "first_response_mean_seconds", "1h", hour) == sum(frts) / 10
     assert lookup(out, "sla_breach_rate", "1h", hour) == 1.0  # 3660 > 3600 too
     assert lookup(out, "reopen_rate", "1h", hour) == 0.5
     # end 02:00: t0 reopened (open), t1 solved -> 9 open, all older than 3600 s, all answered
@@ -427,14 +428,9 @@ def test_compare(orders, tickets):
             r["value"] = 4
         elif r["kpi"] == "revenue" and r["window"] == "1m" and r["window_start"] == start:
             r["value"] += 1e-8 if r["dimensions"]["currency"] == "USD" else 1e-3
-        elif r["kpi"] == "first_response_seconds" and r["dimensions"] == {"stat": "p90"} and r["value"]:
+        elif r["kpi"] == "first_response_seconds" and r["dimensions"] == {"quantile": "0.9"} and r["value"]:
             r["value"] *= 1.005  # within 1 %
-        elif (
-            r["kpi"] == "first_response_seconds"
-            and r["dimensions"] == {"stat": "mean"}
-            and r["window"] == "1m"
-            and r["value"]
-        ):
+        elif r["kpi"] == "first_response_mean_seconds" and r["dimensions"] == {} and r["window"] == "1m" and r["value"]:
             r["value"] *= 1.005  # the mean is exact
         elif r["kpi"] == "refund_rate" and r["value"] is None:
             r["value"] = 0.0
@@ -456,8 +452,8 @@ def test_compare(orders, tickets):
     assert "mismatch orders 1m 2019-10-01T00:00:00.000Z: expected 3, got 4" in text
     assert "revenue 1m 2019-10-01T00:00:00.000Z {currency=EUR}" in text
     assert "{currency=USD}" not in text
-    assert "stat=p90" not in text
-    assert "mismatch first_response_seconds 1m 2019-10-01T00:02:00.000Z {stat=mean}" in text
+    assert "quantile=0.9" not in text
+    assert "mismatch first_response_mean_seconds 1m 2019-10-01T00:02:00.000Z:" in text
     assert "mismatch refund_rate 1m 2019-10-01T00:01:00.000Z: expected None, got 0.0" in text
     assert "missing units_per_order 5m 2019-10-01T00:00:00.000Z" in text
     assert f"duplicate finals for {changed[-5]['kpi']}" in text

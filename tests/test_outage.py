@@ -2,8 +2,8 @@
 
 Normal traffic, then the generator switches to `checkout-outage` (views and carts go on,
 no purchase succeeds). The worker must close the following windows with conversion 0:
-no purchase event is needed to close them, and the last ones close by the idle rule after
-traffic stops, not by new events.
+no purchase event is needed to close them, and the last ones close after traffic stops
+(the quiet stream's clock moves at wall-clock speed from its last event), not by new events.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def test_checkout_outage_drives_conversion_to_zero(namespace, tmp_path):
         for stream, event in events:
             f.write(orjson.dumps({**msgspec.to_builtins(event), "topic": stream}) + b"\n")
 
-    ns = namespace(idle_timeout_seconds=5, session_timeout_seconds=300)
+    # Once traffic stops, the stream's clock moves at wall-clock speed: a short session timeout
+    # and grace close the last sessions' windows within about a minute.
+    ns = namespace(idle_timeout_seconds=5, session_timeout_seconds=60, grace_seconds=5)
     assert ns.shoppulse("replay", "jsonl", str(path), "--quiet").returncode == 0
     ns.start_worker()
     last_start = oracle.iso(END_MS - 60_000)  # the last minute with traffic

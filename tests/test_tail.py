@@ -70,7 +70,7 @@ def _check_record(record: dict) -> None:
     assert all(isinstance(v, str) for v in dims.values()), record
     assert record["value"] is None or _is_number(record["value"]), record
     assert record["final"] is True, record
-    quotient = kpi.unit in QUOTIENT_UNITS or kpi.key in QUOTIENT_KPIS or dims.get("stat") == "mean"
+    quotient = kpi.unit in QUOTIENT_UNITS or kpi.key in QUOTIENT_KPIS or kpi.key.endswith("_mean_seconds")
     assert ("numerator" in record) == quotient == ("denominator" in record), record
     if quotient:
         num, den = record["numerator"], record["denominator"]

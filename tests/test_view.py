@@ -41,7 +41,7 @@ def test_line_shows_values_formatted_with_their_units():
         _record("conversion_rate", start, 0.0),
         _record("orders", start, 0),
         _record("revenue", start, 12.5, currency="EUR"),
-        _record("first_response_seconds", start, 95.0, stat="p90"),
+        _record("first_response_seconds", start, 95.0, quantile="0.9"),
     ):
         board.on_record(record, now=0)
     [window] = board.complete(now=1000)
@@ -93,8 +93,8 @@ def test_a_goal_is_shown_only_on_the_row_it_applies_to():
     for _family, kpi in FAMILY_KPIS.items():
         board.on_record(_record(kpi, start, 1), now=0)
     # The first-response goal (<= 1 h) is on p90: a 2 h p50 is not a breach of it.
-    board.on_record(_record("first_response_seconds", start, 7200.0, stat="p50"), now=0)
-    board.on_record(_record("first_response_seconds", start, 60.0, stat="p90"), now=0)
+    board.on_record(_record("first_response_seconds", start, 7200.0, quantile="0.5"), now=0)
+    board.on_record(_record("first_response_seconds", start, 60.0, quantile="0.9"), now=0)
     board.complete(now=1)
     console = Console(record=True, width=140, color_system=None)
     console.print(board.render("Kafka x", "normal", "keys: s, q"))

@@ -1,4 +1,4 @@
-"""The per-partition watermark: event-time progress and the idle advance to the wall clock."""
+"""The per-partition watermark: event-time progress, the idle flag, and adopting the stream clock."""
 
 from __future__ import annotations
 
@@ -23,34 +23,41 @@ def test_watermark_is_the_largest_event_time_seen():
     assert wm.value == EVENT_MS + 5
 
 
-def test_idle_partition_advances_to_the_wall_clock_after_the_timeout():
+def test_partition_is_idle_after_the_timeout_and_never_follows_the_wall_clock_by_itself():
     wm = Watermark(TIMEOUT_MS)
     wm.observe(EVENT_MS, WALL_MS)
-    assert not wm.idle_advance(WALL_MS + TIMEOUT_MS - 1)
-    assert wm.value == EVENT_MS
-    assert wm.idle_advance(WALL_MS + TIMEOUT_MS)
-    assert wm.value == WALL_MS + TIMEOUT_MS
+    assert not wm.check_idle(WALL_MS + TIMEOUT_MS - 1)
+    assert wm.check_idle(WALL_MS + TIMEOUT_MS)
+    assert wm.check_idle(WALL_MS + 100 * TIMEOUT_MS)
+    assert wm.value == EVENT_MS, "idle alone must not move event time (a replay would turn late)"
 
 
 def test_idle_clock_starts_at_the_first_tick_of_a_partition_never_seen():
     wm = Watermark(TIMEOUT_MS)
-    assert not wm.idle_advance(WALL_MS)
-    assert not wm.idle_advance(WALL_MS + TIMEOUT_MS - 1)
-    assert wm.idle_advance(WALL_MS + TIMEOUT_MS)
+    assert not wm.check_idle(WALL_MS)
+    assert not wm.check_idle(WALL_MS + TIMEOUT_MS - 1)
+    assert wm.check_idle(WALL_MS + TIMEOUT_MS)
 
 
-def test_partition_behind_its_unread_records_waits_longer_before_advancing():
+def test_partition_behind_its_unread_records_waits_longer_before_it_is_idle():
     wm = Watermark(TIMEOUT_MS)
     wm.observe(EVENT_MS, WALL_MS)
     stalled_ms = WALL_MS + 3 * TIMEOUT_MS  # a stalled worker, well past the idle timeout
-    assert not wm.idle_advance(stalled_ms, behind=True)
-    assert wm.value == EVENT_MS, "a stall must not move the watermark past the unread backlog"
-    assert wm.idle_advance(WALL_MS + BEHIND_IDLE_FACTOR * TIMEOUT_MS, behind=True)
+    assert not wm.check_idle(stalled_ms, behind=True)
+    assert not wm.adopt(EVENT_MS + 60_000), "a partition with a backlog must not take the clock"
+    assert wm.value == EVENT_MS
+    assert wm.check_idle(WALL_MS + BEHIND_IDLE_FACTOR * TIMEOUT_MS, behind=True)
 
 
-def test_idle_advance_never_moves_the_watermark_back():
+def test_only_an_idle_partition_adopts_the_clock_and_never_moves_back():
     wm = Watermark(TIMEOUT_MS)
-    future_ms = WALL_MS + 10 * TIMEOUT_MS
-    wm.observe(future_ms, WALL_MS)
-    assert not wm.idle_advance(WALL_MS + 2 * TIMEOUT_MS)
-    assert wm.value == future_ms
+    wm.observe(EVENT_MS, WALL_MS)
+    assert not wm.adopt(EVENT_MS + 10_000), "an active partition keeps its own event time"
+    assert wm.check_idle(WALL_MS + TIMEOUT_MS)
+    assert wm.adopt(EVENT_MS + 10_000)
+    assert wm.value == EVENT_MS + 10_000
+    assert not wm.adopt(EVENT_MS + 5_000)
+    assert wm.value == EVENT_MS + 10_000
+    wm.observe(EVENT_MS + 7_000, WALL_MS + 2 * TIMEOUT_MS)  # records again: active, the adopted time stays
+    assert not wm.idle
+    assert wm.value == EVENT_MS + 10_000

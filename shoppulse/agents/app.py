@@ -17,12 +17,14 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from ..kafka.options import faust_credentials
+from ..kafka.options import faust_broker, faust_credentials
 from ..outputs.base import ResultListener
 from ..outputs.prometheus import Metrics, PrometheusExporter
 from ..settings import Settings
 from ..streams.events import STREAMS
 from ..topics import partials_topic
+from .clock import ClockPublisher, ClockReader
+from .dataplane import BatchDataPlane
 from .lag import consumer_lag_task
 from .merge import ResultsPipeline, wire_merge
 from .source import SourcePipeline, wire_source
@@ -32,8 +34,9 @@ from .source import SourcePipeline, wire_source
 class Worker:
     app: faust.App
     sources: list[SourcePipeline]
-    results: ResultsPipeline
+    results: ResultsPipeline | None
     metrics: Metrics
+    plane: BatchDataPlane | None = None  # with data_plane = "batch"
 
 
 def create_app(
@@ -41,9 +44,11 @@ def create_app(
 ) -> Worker:
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.data_plane == "batch":
+        return create_batch_app(settings, listeners or [], metrics or Metrics())
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.broker}",
+        broker=faust_broker(settings.broker),
         broker_credentials=faust_credentials(settings),
         store="rocksdb://",
         datadir=str(data_dir),
@@ -62,8 +67,11 @@ def create_app(
     metrics = metrics or Metrics()
     smallest_ms = min(settings.windows_seconds) * 1000
     partials = app.topic(partials_topic(settings), key_serializer="raw", value_serializer="raw", partitions=1)
-    sources = [wire_source(stream, app, settings, metrics, partials) for stream in STREAMS]
-    merge = wire_merge(app, settings, partials, [PrometheusExporter(metrics, smallest_ms), *(listeners or [])])
+    clock = ClockReader(settings)  # the stream clocks, for idle partitions (streams/clock.py)
+    app.task(clock.task())
+    sources = [wire_source(stream, app, settings, metrics, partials, clock) for stream in STREAMS]
+    exporters = [PrometheusExporter(metrics, smallest_ms), *(listeners or [])]
+    merge = wire_merge(app, settings, partials, exporters, ClockPublisher(app, settings))
 
     @app.timer(settings.update_interval_seconds)
     async def every_second() -> None:
@@ -88,3 +96,29 @@ def create_app(
             merge.moved_away()
 
     return Worker(app, sources, merge, metrics)
+
+
+def create_batch_app(settings: Settings, listeners: list[ResultListener], metrics: Metrics) -> Worker:
+    """Faust runs the application (lifecycle, signals, the timer); the batch data plane
+    (agents/dataplane.py) reads and checkpoints every input partition, the merge stage's too.
+    The Faust app gets an id of its own: Faust always joins a consumer group of its app id,
+    with its own assignor, and the data plane's group is the app id."""
+    app = faust.App(
+        f"{settings.app_id}-app",
+        broker=faust_broker(settings.broker),
+        broker_credentials=faust_credentials(settings),
+        datadir=settings.data_dir,
+        web_enabled=False,
+        topic_replication_factor=settings.replication_factor,
+    )
+    smallest_ms = min(settings.windows_seconds) * 1000
+    clock = ClockReader(settings)  # the stream clocks, for idle partitions (streams/clock.py)
+    app.task(clock.task())
+    plane = BatchDataPlane(settings, metrics, [PrometheusExporter(metrics, smallest_ms), *listeners], clock)
+    app.service(plane)  # type: ignore[arg-type]  # an instance: Faust starts it as it is
+
+    @app.timer(settings.update_interval_seconds)
+    async def every_second() -> None:
+        await plane.tick()
+
+    return Worker(app, [], None, metrics, plane)

@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from ..kafka.options import client_options
+from ..kafka.options import bootstrap_servers, client_options
 from ..settings import Settings
 from .source import SourcePipeline
 
@@ -27,9 +27,13 @@ def consumer_lag_task(app: faust.App, settings: Settings, sources: list[SourcePi
 
     async def run() -> None:
         reader = AIOKafkaConsumer(
-            bootstrap_servers=settings.broker, enable_auto_commit=False, **client_options(settings.security)
+            bootstrap_servers=bootstrap_servers(settings.broker),
+            enable_auto_commit=False,
+            **client_options(settings.security),
         )
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker, **client_options(settings.security))
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap_servers(settings.broker), **client_options(settings.security)
+        )
         started = False
         try:
             while True:

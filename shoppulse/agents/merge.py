@@ -7,8 +7,10 @@ per partition, progress marks) is a changelogged table like every other state.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import faust
+from faust.types import TP
 
 from ..outputs.base import ResultListener
 from ..outputs.publisher import ResultsPublisher
@@ -16,11 +18,20 @@ from ..settings import Settings
 from ..streams.pipeline import MergeDriver
 from ..topics import MERGE_TABLE
 from .batcher import Batcher
+from .clock import ClockPublisher
 
 
 class ResultsPipeline:
-    def __init__(self, app: faust.App, settings: Settings, partials: faust.TopicT, listeners: list[ResultListener]):
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        partials: faust.TopicT,
+        listeners: list[ResultListener],
+        clock: ClockPublisher,
+    ):
         self.app = app
+        self.clock = clock
         self.settings = settings
         self.partials = partials
         self.results_topic = app.topic(
@@ -62,6 +73,7 @@ class ResultsPipeline:
                 self.table[key.encode()] = value
         async with self.emit_lock:
             await self._emit(results)
+        await self.clock.publish(driver.stream_clocks(int(time.time() * 1000)), always=False)
 
     def open_updates_task(self):
         """A Faust task: non-final updates, `open_update_interval` apart at least. Its own loop,
@@ -79,6 +91,18 @@ class ResultsPipeline:
         async with self.emit_lock:  # computed under the lock: only windows not final yet
             if self.driver is not None:
                 await self._emit(self.driver.open_updates())
+        if self.driver is None and self._holds_partials():
+            self._driver()  # no partials since it got the partition (all quiet): the clocks must still go out
+        if self.driver is not None:
+            await self.clock.publish(self.driver.stream_clocks(int(time.time() * 1000)), always=True)
+
+    def _holds_partials(self) -> bool:
+        """Whether this worker merges: it holds the partials partition, its table recovered."""
+        app = self.app
+        recovery = app.tables.recovery  # type: ignore[attr-defined]  # on faust's TableManager, not its interface
+        if app.rebalancing or app.in_recovery or not recovery.completed.is_set():
+            return False
+        return TP(self.partials.get_topic_name(), 0) in app.consumer.assignment()
 
     async def _emit(self, results) -> None:
         if not results:
@@ -90,9 +114,9 @@ class ResultsPipeline:
 
 
 def wire_merge(
-    app: faust.App, settings: Settings, partials: faust.TopicT, listeners: list[ResultListener]
+    app: faust.App, settings: Settings, partials: faust.TopicT, listeners: list[ResultListener], clock: ClockPublisher
 ) -> ResultsPipeline:
-    pipeline = ResultsPipeline(app, settings, partials, listeners)
+    pipeline = ResultsPipeline(app, settings, partials, listeners, clock)
     batcher = Batcher(settings.batch_max_events, pipeline.process, app)
 
     async def merge(stream):

@@ -21,16 +21,28 @@ from ..outputs.prometheus import Metrics
 from ..settings import Settings
 from ..streams.events import Stream
 from ..streams.pipeline import RawRecord, SourceDriver
+from ..streams.state_keys import split_table_key, table_key
 from ..topics import state_table
 from .batcher import Batcher
+from .clock import ClockReader
 
 
 class SourcePipeline:
     """One source topic on this worker: Faust events in, the core's `SourceDriver` in the middle,
     the state table, dead letters, partials and metrics out."""
 
-    def __init__(self, app: faust.App, stream: Stream, settings: Settings, metrics: Metrics, partials: faust.TopicT):
+    def __init__(
+        self,
+        app: faust.App,
+        stream: Stream,
+        settings: Settings,
+        metrics: Metrics,
+        partials: faust.TopicT,
+        clock: ClockReader,
+    ):
         self.app = app
+        self.stream = stream
+        self.clock = clock
         self.settings = settings
         self.metrics = metrics
         self.topic_name = settings.topics.source(stream)
@@ -46,17 +58,18 @@ class SourcePipeline:
             settings.topics.dead_letters, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
         )
         self.partials = partials
-        # One changelogged table per source: keys are "<partition>|<state key>".
+        # One changelogged table per source, every partition's rows in it (state_keys.table_key).
         self.table = app.Table(state_table(stream), partitions=settings.partitions, key_type=bytes, value_type=bytes)
         self.driver = SourceDriver(stream, settings, self.topic_name, restore=self._state_rows)
         self.lag_by_partition: dict[int, int] = {}
         self.next_offset: dict[int, int] = {}  # partition -> offset after the last processed event
+        self.last_event: dict[int, tuple[faust.StreamT, faust.EventT]] = {}  # for table writes off the stream
         count = metrics.events
         self.counted = {o: count.labels(self.topic_name, o) for o in ("ok", "invalid", "late", "duplicate")}
 
     def _state_rows(self, partition: int) -> Iterable[tuple[str, bytes]]:
-        prefix = f"{partition}|".encode()
-        return [(key[len(prefix) :].decode(), value) for key, value in self.table.items() if key.startswith(prefix)]
+        rows = ((split_table_key(raw), value) for raw, value in self.table.items())
+        return [(key, value) for (owner, key), value in rows if owner == partition]
 
     def forget(self, partitions: set[int]) -> None:
         """Partitions moved to another worker: drop their in-memory state (the table keeps it)."""
@@ -64,6 +77,7 @@ class SourcePipeline:
         for partition in partitions:
             self.lag_by_partition.pop(partition, None)
             self.next_offset.pop(partition, None)
+            self.last_event.pop(partition, None)
 
     async def process(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
         now_ms = int(time.time() * 1000)
@@ -87,9 +101,9 @@ class SourcePipeline:
             # Table writes pick their changelog partition from the current event, so write
             # this partition's changes while one of its events is current (private Faust API).
             stream._set_current_event(part_events[-1])  # type: ignore[attr-defined]
-            prefix = f"{partition}|".encode()
+            self.last_event[partition] = (stream, part_events[-1])
             for key, value in self.driver.take_changes(partition).items():
-                full_key = prefix + key.encode()
+                full_key = table_key(partition, key)
                 if value is None:
                     self.table.pop(full_key, None)
                 else:
@@ -105,18 +119,38 @@ class SourcePipeline:
             await self.partials.send(key=key, value=value)
 
     async def tick(self) -> None:
-        """Every second: idle watermarks, non-final snapshots, watermark lag."""
+        """Every second: idle partitions adopt the stream clock, non-final snapshots, watermark lag."""
         now_ms = int(time.time() * 1000)
-        for partition in self._assigned():
+        assigned = self._assigned()
+        for partition in assigned:
             # A partition with no message since this worker started must still report progress
-            # (after its idle timeout), or its families would never finalise.
+            # (once idle, by adopting the stream clock), or its families would never finalise.
             self.driver.engine(partition)
-        self.driver.tick(now_ms, behind=self._behind)
+        self.driver.tick(now_ms, behind=self._behind, clock_ms=self.clock.clocks.get(self.stream))
         for partition in list(self.driver.engines):
+            if partition in assigned:
+                self._write_tick_state(partition)
             await self.send_partials(partition, snapshots_of_open=True)
         lag = self.driver.watermark_lag_seconds(now_ms)
         if lag is not None:
             self.metrics.watermark_lag.labels(self.topic_name).set(lag)
+
+    def _write_tick_state(self, partition: int) -> None:
+        """Write what the tick changed (an adopted clock moves the progress promised to the merge
+        stage), so a restart restores it: events older than that must stay late. Table writes
+        need a current event of the partition (see `process`): the last one processed here. A
+        partition with none keeps its changes for its first batch."""
+        last = self.last_event.get(partition)
+        if last is None:
+            return
+        stream, event = last
+        stream._set_current_event(event)  # type: ignore[attr-defined]  # private Faust API, as in process
+        for key, value in self.driver.take_changes(partition).items():
+            full_key = table_key(partition, key)
+            if value is None:
+                self.table.pop(full_key, None)
+            else:
+                self.table[full_key] = value
 
     def _behind(self, partition: int) -> bool:
         """Whether records of the partition wait unread here, or that can't be told (mid-rebalance,
@@ -160,10 +194,12 @@ class SourcePipeline:
         self.metrics.consumer_lag.labels(self.topic_name).set(sum(self.lag_by_partition.values()))
 
 
-def wire_source(stream_name: Stream, app: faust.App, settings: Settings, metrics: Metrics, partials) -> SourcePipeline:
+def wire_source(
+    stream_name: Stream, app: faust.App, settings: Settings, metrics: Metrics, partials, clock: ClockReader
+) -> SourcePipeline:
     """One agent per source topic. Events are acked only after their batch is processed and
     its state written, so a crash replays them (at-least-once, idempotent snapshots)."""
-    pipeline = SourcePipeline(app, stream_name, settings, metrics, partials)
+    pipeline = SourcePipeline(app, stream_name, settings, metrics, partials, clock)
     batcher = Batcher(settings.batch_max_events, pipeline.process, app)
 
     async def consume(stream):

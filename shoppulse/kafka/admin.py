@@ -21,8 +21,8 @@ from aiokafka.protocol.metadata import MetadataRequest
 from ..errors import ShoppulseError
 from ..settings import Settings
 from ..streams.events import STREAMS
-from ..topics import MERGE_TABLE, changelog_topic, partials_topic, state_table
-from .options import client_options
+from ..topics import MERGE_TABLE, changelog_topic, clock_topic, partials_topic, state_table
+from .options import bootstrap_servers, client_options
 
 
 class BrokerUnreachable(ShoppulseError):
@@ -47,7 +47,7 @@ async def diagnose(settings: Settings, timeout: float = 10.0) -> BrokerUnreachab
     to the first address ourselves and name the cause (wrong password, protocol, port...)."""
     sec = settings.security
     broker = settings.broker
-    host, _, port = broker.split(",")[0].strip().rpartition(":")
+    host, _, port = bootstrap_servers(broker)[0].rpartition(":")
     try:
         conn = await asyncio.wait_for(
             create_conn(host, int(port), request_timeout_ms=int(timeout * 1000), **client_options(sec)), timeout
@@ -90,6 +90,7 @@ def topic_specs(settings: Settings) -> dict[str, int]:
     specs[topics.results] = settings.partitions
     specs[topics.dead_letters] = settings.partitions
     specs[partials_topic(settings)] = 1  # one merger: agents/merge.py
+    specs[clock_topic(settings)] = 1  # its stream clocks, read by every worker: agents/clock.py
     # Changelogs too: created by Faust at start-up, they can be missing from its first
     # metadata fetch, which crashes the worker with PartitionsMismatch (seen here).
     for stream in STREAMS:
@@ -98,10 +99,17 @@ def topic_specs(settings: Settings) -> dict[str, int]:
     return specs
 
 
+def _compacted(settings: Settings, topic: str) -> bool:
+    """Topics where only the latest value per key matters: the changelogs and the clock topic."""
+    return topic.endswith("-changelog") or topic == clock_topic(settings)
+
+
 async def ensure_topics(settings: Settings, timeout: float = 20.0) -> None:
     """Create missing topics; fail clearly when an existing one has another partition count."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.broker, request_timeout_ms=int(timeout * 1000), **client_options(settings.security)
+        bootstrap_servers=bootstrap_servers(settings.broker),
+        request_timeout_ms=int(timeout * 1000),
+        **client_options(settings.security),
     )
     try:
         await asyncio.wait_for(admin.start(), timeout)
@@ -118,7 +126,7 @@ async def ensure_topics(settings: Settings, timeout: float = 20.0) -> None:
                 name,
                 count,
                 settings.replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if name.endswith("-changelog") else {},
+                topic_configs={"cleanup.policy": "compact"} if _compacted(settings, name) else {},
             )
             for name, count in specs.items()
             if name not in existing

@@ -3,10 +3,32 @@
 from __future__ import annotations
 
 import ssl
-
-import faust
+from typing import TYPE_CHECKING
 
 from ..settings import KafkaSecurity, Settings
+
+if TYPE_CHECKING:
+    import faust
+
+
+KAFKA_SCHEME = "kafka://"
+
+
+def bootstrap_servers(broker: str) -> list[str]:
+    """The `broker` setting as aiokafka's bootstrap list: comma-separated HOST:PORT entries, each
+    also accepted in Faust's own form, kafka://HOST:PORT."""
+    servers = []
+    for entry in broker.split(","):
+        entry = entry.strip()
+        if entry[: len(KAFKA_SCHEME)].lower() == KAFKA_SCHEME:
+            entry = entry[len(KAFKA_SCHEME) :]
+        servers.append(entry)
+    return servers
+
+
+def faust_broker(broker: str) -> list[str]:
+    """The `broker` setting as Faust's broker URLs."""
+    return [KAFKA_SCHEME + server for server in bootstrap_servers(broker)]
 
 
 def client_options(security: KafkaSecurity) -> dict:
@@ -25,6 +47,8 @@ def client_options(security: KafkaSecurity) -> dict:
 
 def faust_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     """The same security settings as Faust's `broker_credentials`."""
+    import faust  # here: the config check uses this module, and needs no Faust
+
     sec = settings.security
     if sec.security_protocol.startswith("SASL"):
         context = ssl.create_default_context(cafile=sec.ssl_cafile) if sec.security_protocol == "SASL_SSL" else None

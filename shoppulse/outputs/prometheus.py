@@ -4,8 +4,24 @@
 from __future__ import annotations
 
 import errno
+import os
+import subprocess
+from functools import cache
+from importlib import metadata
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 from ..errors import ShoppulseError
 from ..settings import window_label
@@ -21,12 +37,40 @@ class PortInUse(ShoppulseError):
     """Expected failure: the metrics port is taken."""
 
 
+@cache
+def build_info() -> tuple[str, str]:
+    """(version, commit) of this shoppulse: the package version, and the commit from
+    SHOPPULSE_COMMIT (the Docker build sets it) or the git checkout it runs from, else "unknown"."""
+    try:
+        version = metadata.version("shoppulse")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    commit = os.environ.get("SHOPPULSE_COMMIT", "")
+    if not commit:
+        try:
+            found = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
+                                   capture_output=True, text=True, timeout=5)  # fmt: skip
+            commit = found.stdout.strip() if found.returncode == 0 else ""
+        except (OSError, subprocess.SubprocessError):
+            commit = ""
+    return version, commit or "unknown"
+
+
 class Metrics:
     """Every Prometheus family shoppulse exports, in one registry."""
 
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # The standard process_* (memory, CPU, open fds, start time), python_info and python_gc_* families.
+        # The default registry has them already; a registry of our own registers its own.
+        if r is not REGISTRY:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
+        self.build_info = Gauge("shoppulse_build_info", "Always 1: the version and commit this worker runs",
+                                ["version", "commit"], registry=r)  # fmt: skip
+        self.build_info.labels(*build_info()).set(1)
         self.events = Counter(
             "shoppulse_events",
             "Source events read, by topic and outcome (ok, invalid, late, duplicate)",

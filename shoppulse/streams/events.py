@@ -11,10 +11,9 @@ parses a date again.
 from __future__ import annotations
 
 import base64
-import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 
 import msgspec
 
@@ -143,11 +142,11 @@ STREAM_OF_EVENT_TYPE: dict[str, str] = {
 
 def key_of(stream: str, event: Event) -> str:
     """The Kafka message key that co-locates the state an event touches."""
-    if stream == "clickstream":
-        return event.visitor_id  # type: ignore[union-attr]
-    if stream == "orders":
-        return event.customer_id or event.order_id  # type: ignore[union-attr]
-    return event.ticket_id  # type: ignore[union-attr]
+    if isinstance(event, ClickEvent):
+        return event.visitor_id
+    if isinstance(event, OrderEvent):
+        return event.customer_id or event.order_id
+    return event.ticket_id
 
 
 # ---------------------------------------------------------------- parsing
@@ -178,11 +177,20 @@ class InvalidEvent(Exception):
         self.detail = detail
 
 
+E = TypeVar("E", ClickEvent, OrderEvent, TicketEvent)
+
+
 @dataclass(slots=True)
 class Parsed:
     stream: str
     event: Event
     ts_ms: int
+
+    def event_as(self, record_type: type[E]) -> E:
+        """The event as its stream's record type; any other type is a wiring bug, not bad input."""
+        if not isinstance(self.event, record_type):
+            raise TypeError(f"a {type(self.event).__name__} where a {record_type.__name__} belongs")
+        return self.event
 
 
 _decoders = {name: msgspec.json.Decoder(rt) for name, rt in RECORD_TYPES.items()}
@@ -218,11 +226,12 @@ def parse(
     stream: str,
     payload: bytes,
     *,
+    now_ms: int,
     max_bytes: int = 256 * 1024,
     max_future_ms: int = DAY_MS,
-    now_ms: int | None = None,
 ) -> Parsed:
-    """Validate one raw message of `stream`. Raises InvalidEvent with a reason code."""
+    """Validate one raw message of `stream` received at `now_ms` (the caller's clock: a
+    timestamp more than `max_future_ms` ahead of it is rejected). Raises InvalidEvent."""
     if len(payload) > max_bytes:
         raise InvalidEvent("too_large", f"{len(payload)} bytes, limit {max_bytes}")
     try:
@@ -236,8 +245,7 @@ def parse(
     except msgspec.DecodeError as exc:
         raise InvalidEvent("invalid_json", str(exc)) from None
     ts_ms = parse_ts(event.ts)
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    if ts_ms > now + max_future_ms:
+    if ts_ms > now_ms + max_future_ms:
         raise InvalidEvent("future_timestamp", f"ts {event.ts!r} is more than {max_future_ms // 1000} s ahead")
     _check_values(event)
     return Parsed(stream, event, ts_ms)
@@ -272,9 +280,9 @@ def encode(event: Event) -> bytes:
 
 
 def dead_letter(
-    *, payload: bytes, reason: str, detail: str, topic: str, partition: int, offset: int, now_ms: int | None = None
+    *, payload: bytes, reason: str, detail: str, topic: str, partition: int, offset: int, now_ms: int
 ) -> dict:
-    """The dead-letter record: the original bytes, where they came from, and why."""
+    """The dead-letter record: the original bytes, where they came from, why, and when (`now_ms`)."""
     try:
         original, encoding = payload.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -287,5 +295,5 @@ def dead_letter(
         "source_offset": offset,
         "payload": original,
         "payload_encoding": encoding,
-        "dead_lettered_at_ms": int(time.time() * 1000) if now_ms is None else now_ms,
+        "dead_lettered_at_ms": now_ms,
     }

@@ -18,7 +18,7 @@ from ..settings import Settings
 from .kpis import BY_KEY, CATALOGUE
 
 # A goal on a quantile KPI is about its overall p90 (not a channel or priority breakdown).
-QUANTILE_GOAL_SERIES = {"stat": "p90"}
+QUANTILE_GOAL_SERIES = {"quantile": "0.9"}
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,8 @@ def goals(settings: Settings) -> dict[str, Goal]:
             op, target = kpi.goal
             resolved[kpi.key] = Goal(kpi.key, op, target, _series(kpi.key))
     for key, raw in settings.goals.items():
-        kpi = BY_KEY.get(key)
-        if kpi is None or kpi.insight:
+        overridden = BY_KEY.get(key)
+        if overridden is None or overridden.insight:
             choices = ", ".join(k.key for k in CATALOGUE if not k.insight)
             raise SettingsError(f"goals: unknown KPI `{key}`; goals can be set for: {choices}")
         if not isinstance(raw, dict) or set(raw) - {"min", "max"} or len(raw) > 1:
@@ -87,4 +87,4 @@ def goals(settings: Settings) -> dict[str, Goal]:
 
 
 def _series(key: str) -> dict[str, str]:
-    return dict(QUANTILE_GOAL_SERIES) if "stat" in BY_KEY[key].dims else {}
+    return dict(QUANTILE_GOAL_SERIES) if "quantile" in BY_KEY[key].dims else {}

@@ -131,25 +131,42 @@ def money_ratio_by_currency(key: str, num: str, den: str, den_scale: int = 1) ->
     return compute
 
 
+QUANTILES = (0.5, 0.9)  # exported as the `quantile` label "0.5", "0.9" (Prometheus convention)
+
+
+def _duration_groups(sketch_prefix: str, sum_ms: str, n: str, dims: tuple[str, ...], m: Measures) -> list[tuple]:
+    """(dimensions, sketch name, sum in ms, count): overall, then by each dimension's labels."""
+    groups: list[tuple] = [({}, sketch_prefix, m.get(sum_ms, 0), m.get(n, 0))]
+    for dim in dims:
+        sums, counts = m.get(f"{sum_ms}|{dim}", {}), m.get(f"{n}|{dim}", {})
+        for label in sorted(counts):
+            groups.append(({dim: label}, f"{sketch_prefix}|{dim}={label}", sums.get(label, 0), counts[label]))
+    return groups
+
+
 def quantiles(key: str, sketch_prefix: str, sum_ms: str, n: str, dims: tuple[str, ...]) -> Callable:
-    """p50, p90 (sketched) and mean (exact) overall and by each dimension, in seconds."""
+    """p50 and p90 (sketched) overall and by each dimension, in seconds, labelled `quantile`."""
 
     def compute(m: Measures, ctx: Context) -> list[Value]:
         out = []
-        groups = [({}, sketch_prefix, m.get(sum_ms, 0), m.get(n, 0))]
-        for dim in dims:
-            sums, counts = m.get(f"{sum_ms}|{dim}", {}), m.get(f"{n}|{dim}", {})
-            for label in sorted(counts):
-                groups.append(({dim: label}, f"{sketch_prefix}|{dim}={label}", sums.get(label, 0), counts[label]))
-        for base_dims, sketch_name, total_ms, k in groups:
+        for base_dims, sketch_name, _total_ms, k in _duration_groups(sketch_prefix, sum_ms, n, dims, m):
             sketch = m.get(sketch_name)
-            for stat, q in (("p50", 0.5), ("p90", 0.9)):
+            for q in QUANTILES:
                 value = sketch.quantile(q) / 1000 if sketch is not None and k else None
-                out.append(Value(key, value, {**base_dims, "stat": stat}))
-            out.append(
-                Value(key, (total_ms / 1000 / k) if k else None, {**base_dims, "stat": "mean"}, total_ms / 1000, k)
-            )
+                out.append(Value(key, value, {**base_dims, "quantile": str(q)}))
         return out
+
+    return compute
+
+
+def means(key: str, sketch_prefix: str, sum_ms: str, n: str, dims: tuple[str, ...]) -> Callable:
+    """The exact mean (sum / count) overall and by each dimension, in seconds: the companion of `quantiles`."""
+
+    def compute(m: Measures, ctx: Context) -> list[Value]:
+        return [
+            Value(key, (total_ms / 1000 / k) if k else None, base_dims, total_ms / 1000, k)
+            for base_dims, _sketch, total_ms, k in _duration_groups(sketch_prefix, sum_ms, n, dims, m)
+        ]
 
     return compute
 
@@ -566,24 +583,43 @@ CATALOGUE: tuple[Kpi, ...] = (
         "first_response_seconds",
         "support",
         "seconds",
-        "created -> first public agent reply: p50, p90 (DDSketch) and mean, overall, by channel and by priority",
+        "created -> first public agent reply: p50 and p90 (DDSketch, `quantile` 0.5 and 0.9), overall, by channel and by priority",
         "Zendesk Explore `First reply time`",
         quantiles("first_response_seconds", "frt", "frt_sum_ms", "first_replies", ("channel", "priority")),
-        dims=("stat", "channel", "priority"),
+        dims=("quantile", "channel", "priority"),
         attribution=DURATION_END,
         counters=("first_replies",),
         goal=("<=", 3600.0),
     ),
     Kpi(
+        "first_response_mean_seconds",
+        "support",
+        "seconds",
+        "created -> first public agent reply: exact mean, overall, by channel and by priority",
+        "Zendesk Explore `First reply time` (average)",
+        means("first_response_mean_seconds", "frt", "frt_sum_ms", "first_replies", ("channel", "priority")),
+        dims=("channel", "priority"),
+        attribution=DURATION_END,
+    ),
+    Kpi(
         "resolution_seconds",
         "support",
         "seconds",
-        "created -> solved: p50, p90 (DDSketch) and mean",
+        "created -> solved: p50 and p90 (DDSketch, `quantile` 0.5 and 0.9)",
         "Zendesk Explore `Full resolution time`",
         quantiles("resolution_seconds", "resolution", "resolution_sum_ms", "resolutions", ()),
-        dims=("stat",),
+        dims=("quantile",),
         attribution=DURATION_END,
         counters=("solves",),
+    ),
+    Kpi(
+        "resolution_mean_seconds",
+        "support",
+        "seconds",
+        "created -> solved: exact mean",
+        "Zendesk Explore `Full resolution time` (average)",
+        means("resolution_mean_seconds", "resolution", "resolution_sum_ms", "resolutions", ()),
+        attribution=DURATION_END,
     ),
     Kpi(
         "open_tickets",

@@ -221,7 +221,7 @@ def _copy(value):
     if isinstance(value, dict):
         return dict(value)
     if isinstance(value, SKETCHES):
-        fresh = type(value)()
+        fresh: Any = type(value)()  # of the value's own class, which mypy cannot pair with its merge()
         fresh.merge(value)
         return fresh
     return value

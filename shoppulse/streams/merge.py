@@ -9,7 +9,6 @@ than as the last good value.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from ..settings import Settings, window_label
 from .kpis import BY_KEY, CATALOGUE, CROSS_NEEDS, Context, Value, compute_family
 from .measures import Measures
 from .partials import Progress, Snapshot
+from .state_keys import EmittedKey, FinalKey, MergeKey, PartialKey, ProgressKey, StepsKey, decode_merge_key, encode_key
 
 # Windows no partition had data for are emitted as zeros, but at most this many per size when
 # progress jumps (the end of a historical replay must not emit years of empty minutes).
@@ -46,9 +46,9 @@ class WindowResult:
     def end_ms(self) -> int:
         return self.start_ms + self.size_ms
 
-    def records(self, emitted_at_ms: int | None = None) -> list[tuple[bytes, bytes]]:
+    def records(self, emitted_at_ms: int) -> list[tuple[bytes, bytes]]:
         """(key, value) pairs for the kpi-results topic: one per (kpi, window, dimensions)."""
-        emitted = _iso(int(time.time() * 1000) if emitted_at_ms is None else emitted_at_ms)
+        emitted = _iso(emitted_at_ms)
         window = window_label(self.size_ms // 1000)
         start, end = _iso(self.start_ms), _iso(self.end_ms)
         out = []
@@ -85,7 +85,7 @@ class Merger:
         self.finals: dict[tuple[str, int, int], Measures] = {}  # final merged measures kept for cross KPIs
         self.dirty: set[tuple[str, int, int]] = set()
         self.steps: dict[tuple[str, int], list] = {}  # (family, partition) -> point-in-time state steps
-        self.changed: set[str] = set()
+        self.changed: set[MergeKey] = set()
 
     # ------------------------------------------------------------- input
 
@@ -98,25 +98,27 @@ class Merger:
             self.dirty.add(key)
             # One state key per window and partition: a 1 h window of all partitions together
             # outgrew Kafka's 1 MiB record limit in the benchmark.
-            self.changed.add(f"{_key('w', *key)}|{message.partition}")
+            self.changed.add(PartialKey(*key, message.partition))
             return []
         self.progress[(message.family, message.partition)] = max(
             message.through_ms, self.progress.get((message.family, message.partition), 0)
         )
-        self.changed.add(f"p|{message.family}|{message.partition}")
+        self.changed.add(ProgressKey(message.family, message.partition))
         if message.steps is not None:
             # Idempotent: a re-sent interval replaces what was known after its start.
-            key = (message.family, message.partition)
-            kept = [step for step in self.steps.get(key, []) if step[0] <= message.from_ms]
-            self.steps[key] = kept + message.steps
-            self.changed.add(f"s|{message.family}|{message.partition}")
+            steps_of = (message.family, message.partition)
+            kept = [step for step in self.steps.get(steps_of, []) if step[0] <= message.from_ms]
+            self.steps[steps_of] = kept + message.steps
+            self.changed.add(StepsKey(message.family, message.partition))
         return self._finalise(message.family)
 
     def _finalise(self, family: str) -> list[WindowResult]:
-        marks = [self.progress.get((family, p)) for p in range(self.partitions)]
-        if any(mark is None for mark in marks):
+        marks = [self.progress[(family, p)] for p in range(self.partitions) if (family, p) in self.progress]
+        if len(marks) < self.partitions:
             return []  # not every partition has reported yet
-        through = min(marks)  # type: ignore[type-var]
+        through = min(marks)
+        if through <= 0:
+            return []  # a partition that has seen nothing reports progress 0 with its idle flag
         previous = self.emitted.get(family)
         if previous is not None and through <= previous:
             return []
@@ -131,12 +133,12 @@ class Merger:
             merged = Measures()
             for partition, measures in self.pending.pop(key, {}).items():
                 merged.merge(measures)
-                self.changed.add(f"{_key('w', *key)}|{partition}")
+                self.changed.add(PartialKey(*key, partition))
             self.dirty.discard(key)
             results.append(self._result(key, merged, final=True))
             results.extend(self._cross(key, merged))
         self.emitted[family] = through
-        self.changed.add(f"e|{family}")
+        self.changed.add(EmittedKey(family))
         self._prune_finals(through)
         self._prune_steps(family, through)
         return results
@@ -150,7 +152,7 @@ class Merger:
             index = next((i for i in range(len(steps) - 1, -1, -1) if steps[i][0] <= through), None)
             if index:
                 del steps[:index]
-                self.changed.add(f"s|{family}|{partition}")
+                self.changed.add(StepsKey(family, partition))
 
     def _state_at(self, family: str, end: int) -> tuple[int, int, int | None] | None:
         """Open tickets, backlog and the oldest unanswered creation time at `end`, summed over partitions."""
@@ -188,7 +190,7 @@ class Merger:
         if family not in ("sales", *CROSS_NEEDS.values()):
             return []
         self.finals[key] = merged
-        self.changed.add(_key("f", *key))
+        self.changed.add(FinalKey(*key))
         sales = self.finals.get(("sales", size, start))
         values = []
         computed = []
@@ -215,7 +217,7 @@ class Merger:
             family, size, start = key
             if all(self.emitted.get(p, -1) >= start + size for p in partners[family]):
                 del self.finals[key]
-                self.changed.add(_key("f", *key))
+                self.changed.add(FinalKey(*key))
 
     def open_updates(self) -> list[WindowResult]:
         """Non-final results of windows changed since the last call (call at most once a second)."""
@@ -231,45 +233,38 @@ class Merger:
     # ------------------------------------------------------------ persistence
 
     def take_changes(self) -> dict[str, bytes | None]:
-        changes = {}
-        for key in self.changed:
-            kind, *parts = key.split("|")
-            value = None
-            if kind == "p":
-                mark = self.progress.get((parts[0], int(parts[1])))
-                value = None if mark is None else orjson.dumps(mark)
-            elif kind == "e":
-                value = orjson.dumps(self.emitted[parts[0]]) if parts[0] in self.emitted else None
-            elif kind == "w":
-                snapshot = self.pending.get((parts[0], int(parts[1]), int(parts[2])), {}).get(int(parts[3]))
-                value = None if snapshot is None else orjson.dumps(snapshot.dump())
-            elif kind == "f":
-                merged = self.finals.get((parts[0], int(parts[1]), int(parts[2])))
-                value = None if merged is None else orjson.dumps(merged.dump())
-            elif kind == "s":
-                steps = self.steps.get((parts[0], int(parts[1])))
-                value = None if steps is None else orjson.dumps(steps)
-            changes[key] = value
+        changes = {encode_key(key): self._dump(key) for key in self.changed}
         self.changed.clear()
         return changes
 
+    def _dump(self, key: MergeKey) -> bytes | None:
+        value: object = None
+        match key:
+            case ProgressKey(family, partition):
+                value = self.progress.get((family, partition))
+            case EmittedKey(family):
+                value = self.emitted.get(family)
+            case PartialKey(family, size_ms, start_ms, partition):
+                snapshot = self.pending.get((family, size_ms, start_ms), {}).get(partition)
+                value = None if snapshot is None else snapshot.dump()
+            case FinalKey(family, size_ms, start_ms):
+                merged = self.finals.get((family, size_ms, start_ms))
+                value = None if merged is None else merged.dump()
+            case StepsKey(family, partition):
+                value = self.steps.get((family, partition))
+        return None if value is None else orjson.dumps(value)
+
     def restore(self, items: Iterable[tuple[str, bytes]]) -> None:
-        for key, raw in items:
-            kind, *parts = key.split("|")
+        for text, raw in items:
             data = orjson.loads(raw)
-            if kind == "p":
-                self.progress[(parts[0], int(parts[1]))] = data
-            elif kind == "e":
-                self.emitted[parts[0]] = data
-            elif kind == "w":
-                self.pending.setdefault((parts[0], int(parts[1]), int(parts[2])), {})[int(parts[3])] = Measures.load(
-                    data
-                )
-            elif kind == "f":
-                self.finals[(parts[0], int(parts[1]), int(parts[2]))] = Measures.load(data)
-            elif kind == "s":
-                self.steps[(parts[0], int(parts[1]))] = data
-
-
-def _key(kind: str, family: str, size: int, start: int) -> str:
-    return f"{kind}|{family}|{size}|{start}"
+            match decode_merge_key(text):
+                case ProgressKey(family, partition):
+                    self.progress[(family, partition)] = data
+                case EmittedKey(family):
+                    self.emitted[family] = data
+                case PartialKey(family, size_ms, start_ms, partition):
+                    self.pending.setdefault((family, size_ms, start_ms), {})[partition] = Measures.load(data)
+                case FinalKey(family, size_ms, start_ms):
+                    self.finals[(family, size_ms, start_ms)] = Measures.load(data)
+                case StepsKey(family, partition):
+                    self.steps[(family, partition)] = data

@@ -46,6 +46,9 @@ class Progress:
     # unanswered created-at or None], each valid from window end t until the next step, so the
     # merge stage can take it at the end of any window, with or without events on this partition.
     steps: list | None = None
+    # For the stream clock (streams/clock.py): whether the partition is idle, and its watermark.
+    idle: bool = False
+    watermark_ms: int | None = None
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -56,6 +59,8 @@ class Progress:
                 "through_ms": self.through_ms,
                 "from_ms": self.from_ms,
                 "steps": self.steps,
+                "idle": self.idle,
+                "watermark_ms": self.watermark_ms,
             }
         )
 
@@ -64,7 +69,13 @@ def decode_partial(data: bytes) -> Snapshot | Progress:
     record = orjson.loads(data)
     if record["type"] == "progress":
         return Progress(
-            record["family"], record["partition"], record["through_ms"], record.get("from_ms", 0), record.get("steps")
+            record["family"],
+            record["partition"],
+            record["through_ms"],
+            record.get("from_ms", 0),
+            record.get("steps"),
+            record.get("idle", False),
+            record.get("watermark_ms"),
         )
     return Snapshot(
         record["family"], record["size_ms"], record["start_ms"], record["partition"], Measures.load(record["measures"])

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 import orjson
 
 from ..settings import Settings
+from .clock import STATE_PREFIX as CLOCK_STATE
+from .clock import StreamClocks
 from .engines import ENGINES, PartitionEngine
 from .events import DAY_MS, STREAMS, InvalidEvent, Parsed, Stream, dead_letter, parse
 from .merge import Merger, WindowResult
-from .partials import decode_partial
+from .partials import Progress, decode_partial
 
 # Restores a partition's engine state: partition -> its (state key, value) rows.
 StateReader = Callable[[int], Iterable[tuple[str, bytes]]]
@@ -68,7 +70,6 @@ class SourceDriver:
         self.topic = topic
         self.restore = restore
         self.engines: dict[int, PartitionEngine] = {}
-        self.now_ms = 0
         self.max_payload_bytes = settings.max_payload_bytes
         self.max_future_ms = int(settings.max_future_seconds * 1000) if settings.max_future_seconds else DAY_MS
 
@@ -87,8 +88,7 @@ class SourceDriver:
             self.engines.pop(partition, None)
 
     def feed(self, partition: int, records: Sequence[RawRecord], now_ms: int) -> FeedResult:
-        """Parse and process one batch of one partition, in offset order."""
-        self.now_ms = now_ms
+        """Parse and process one batch of one partition, in offset order, received at `now_ms`."""
         result = FeedResult()
         parsed: list[Parsed] = []
         kept: list[RawRecord] = []
@@ -106,12 +106,12 @@ class SourceDriver:
                 kept.append(record)
             except InvalidEvent as exc:
                 result.invalid += 1
-                result.dead_letters.append(self._dead_letter(partition, record, exc.reason, exc.detail))
+                result.dead_letters.append(self._dead_letter(partition, record, exc.reason, exc.detail, now_ms))
         engine = self.engine(partition)
         batch = engine.process(parsed, now_ms)
         for item, index in batch.late:
             detail = f"ts {item.ts_ms} is behind the watermark {engine.watermark.value} by more than the grace period"
-            result.dead_letters.append(self._dead_letter(partition, kept[index], "late", detail))
+            result.dead_letters.append(self._dead_letter(partition, kept[index], "late", detail, now_ms))
         result.accepted = batch.accepted
         result.duplicates = batch.duplicates
         result.late = len(batch.late)
@@ -121,7 +121,7 @@ class SourceDriver:
             result.next_offset = records[-1].offset + 1
         return result
 
-    def _dead_letter(self, partition: int, record: RawRecord, reason: str, detail: str) -> DeadLetter:
+    def _dead_letter(self, partition: int, record: RawRecord, reason: str, detail: str, now_ms: int) -> DeadLetter:
         value = dead_letter(
             payload=record.value,
             reason=reason,
@@ -129,14 +129,17 @@ class SourceDriver:
             topic=self.topic,
             partition=partition,
             offset=record.offset,
-            now_ms=self.now_ms,
+            now_ms=now_ms,
         )
         return DeadLetter(record.key, orjson.dumps(value), reason)
 
-    def tick(self, now_ms: int, behind: Callable[[int], bool] = lambda partition: False) -> None:
-        """Idle watermark advance of every partition held (`behind`: records of it wait unread)."""
+    def tick(
+        self, now_ms: int, behind: Callable[[int], bool] = lambda partition: False, clock_ms: int | None = None
+    ) -> None:
+        """Every partition held: is it idle (`behind`: records of it wait unread), and if so it
+        adopts the stream's clock (`clock_ms`, from the merge stage: streams/clock.py)."""
         for partition, engine in self.engines.items():
-            engine.tick(now_ms, behind=behind(partition))
+            engine.tick(now_ms, behind=behind(partition), clock_ms=clock_ms)
 
     def take_changes(self, partition: int) -> dict[str, bytes | None]:
         """The partition's state keys changed since the last call, serialised (None: deleted)."""
@@ -163,13 +166,23 @@ class MergeDriver:
 
     def __init__(self, settings: Settings, restore: Iterable[tuple[str, bytes]] = ()):
         self.merger = Merger(settings)
-        self.merger.restore(restore)
+        self.clocks = StreamClocks()
+        rows = list(restore)
+        self.merger.restore((k, v) for k, v in rows if not k.startswith(CLOCK_STATE))
+        self.clocks.restore((k, v) for k, v in rows if k.startswith(CLOCK_STATE))
 
     def apply(self, partials: Iterable[bytes]) -> list[WindowResult]:
         results: list[WindowResult] = []
         for value in partials:
-            results.extend(self.merger.apply(decode_partial(value)))
+            message = decode_partial(value)
+            if isinstance(message, Progress):
+                self.clocks.observe(message)
+            results.extend(self.merger.apply(message))
         return results
+
+    def stream_clocks(self, now_ms: int) -> dict[Stream, int]:
+        """Each source stream's clock for its idle partitions (streams/clock.py)."""
+        return self.clocks.clocks(now_ms)
 
     def open_updates(self) -> list[WindowResult]:
         """Non-final results of open windows changed since the last call."""
@@ -177,7 +190,7 @@ class MergeDriver:
 
     def take_changes(self) -> dict[str, bytes | None]:
         """Merge-state keys changed since the last call, serialised (None: deleted)."""
-        return self.merger.take_changes()
+        return {**self.merger.take_changes(), **self.clocks.take_changes()}
 
 
 class Pipeline:
@@ -210,13 +223,18 @@ class Pipeline:
 
     def tick(self, now_ms: int, partitions: int | None = None) -> None:
         """The 1-second timer: every partition of every stream (each has an engine, as every
-        partition of a running worker does) advances its idle watermark and reports."""
-        for stream, source in self.sources.items():
+        partition of a running worker does) reports whether it is idle; then the idle ones
+        adopt the stream clocks. A worker's clocks take a trip through a topic; here they
+        reach every engine in the same tick."""
+        for source in self.sources.values():
             for partition in range(self.settings.partitions if partitions is None else partitions):
                 source.engine(partition)
-            source.tick(now_ms)
-            for partition in list(source.engines):
-                self._collect(stream, partition, snapshots_of_open=True)
+        for _ in range(2):
+            clocks = self.merge.stream_clocks(now_ms)
+            for stream, source in self.sources.items():
+                source.tick(now_ms, clock_ms=clocks.get(stream))
+                for partition in list(source.engines):
+                    self._collect(stream, partition, snapshots_of_open=True)
         self.on_results(self.merge.open_updates())
 
     def restart(self) -> None:

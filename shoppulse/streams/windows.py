@@ -10,8 +10,9 @@ def window_start(ts_ms: int, size_ms: int) -> int:
 
 
 # How many idle timeouts a partition that is behind (its consumer knows of records not yet
-# processed here) waits before advancing anyway: a stalled worker must not jump past its own
-# backlog, yet windows must still close if the unread offsets are only transaction markers.
+# processed here) waits before it counts as idle: a stalled worker must not take its own
+# backlog for silence, yet a partition whose unread offsets are only transaction markers
+# must become idle in the end.
 BEHIND_IDLE_FACTOR = 5
 
 
@@ -19,34 +20,44 @@ BEHIND_IDLE_FACTOR = 5
 class Watermark:
     """Event-time progress of one source partition.
 
-    It is the largest event time seen. When the partition has been silent for
-    `idle_timeout_ms` of wall-clock time, it advances to the wall clock, so windows
-    close (with zeros) during an outage, and the last windows of a historical replay
-    close once the replay ends. A partition that is behind waits `BEHIND_IDLE_FACTOR`
-    times longer.
+    It is the largest event time the partition has accepted, or the stream clock it adopted
+    while idle (see streams/clock.py), whichever is larger; it never moves back. A partition
+    is idle after `idle_timeout_ms` of wall-clock time without records (`BEHIND_IDLE_FACTOR`
+    times longer while records of it wait unread). Only an idle partition adopts the clock:
+    by adopting it, the partition itself promises that anything older is late.
     """
 
     idle_timeout_ms: int
-    event_ms: int = 0  # max event time seen (persisted)
-    idle_ms: int = 0  # wall-clock advance while idle (not persisted: a restart re-derives it)
+    event_ms: int = 0  # max event time accepted (persisted)
+    adopted_ms: int = 0  # the stream clock adopted while idle (restored from the reported progress)
     last_arrival_wall_ms: int | None = None
+    idle: bool = False
 
     @property
     def value(self) -> int:
-        return max(self.event_ms, self.idle_ms)
+        return max(self.event_ms, self.adopted_ms)
 
     def observe(self, ts_ms: int, wall_ms: int) -> None:
         if ts_ms > self.event_ms:
             self.event_ms = ts_ms
-        self.last_arrival_wall_ms = wall_ms
+        self.arrived(wall_ms)
 
-    def idle_advance(self, wall_ms: int, behind: bool = False) -> bool:
-        """Advance to the wall clock when idle. Returns True when the watermark moved."""
+    def arrived(self, wall_ms: int) -> None:
+        """Records of the partition arrived (accepted or not): it is not idle."""
+        self.last_arrival_wall_ms = wall_ms
+        self.idle = False
+
+    def check_idle(self, wall_ms: int, behind: bool = False) -> bool:
+        """Whether the partition is idle now (`behind`: records of it wait unread)."""
         if self.last_arrival_wall_ms is None:
             self.last_arrival_wall_ms = wall_ms  # start the idle clock at the first tick
-            return False
         timeout_ms = self.idle_timeout_ms * (BEHIND_IDLE_FACTOR if behind else 1)
-        if wall_ms - self.last_arrival_wall_ms < timeout_ms or wall_ms <= self.value:
+        self.idle = wall_ms - self.last_arrival_wall_ms >= timeout_ms
+        return self.idle
+
+    def adopt(self, clock_ms: int) -> bool:
+        """While idle, move to the stream clock. Returns True when the watermark moved."""
+        if not self.idle or clock_ms <= self.value:
             return False
-        self.idle_ms = wall_ms
+        self.adopted_ms = clock_ms
         return True

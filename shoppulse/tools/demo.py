@@ -32,12 +32,14 @@ from rich.console import Console
 from rich.live import Live
 
 from ..config import load_settings
+from ..errors import ShoppulseError
 from ..kafka.admin import ensure_topics
 from ..kafka.broker import LocalKafka, free_ports, port_in_use
 from ..outputs.alerts import render_prometheus_config, render_rules
 from ..streams.goals import goals
 from .generate import SCENARIOS, GeneratorConfig
 from .generate import run as generate
+from .jars import fetch_jars_with_progress
 from .sink import KafkaSink
 from .tail import follow_results
 from .view import Board
@@ -51,12 +53,12 @@ THINK_TIME_S = 1.0
 STOP_TIMEOUT_S = 20.0
 
 
-class DemoError(RuntimeError):
+class DemoError(ShoppulseError):
     """An expected failure of the demo (port taken, worker died); the message says what to do."""
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="run broker, worker, traffic and a live KPI view on this machine")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The `shoppulse demo` options; cli/demo.py wires them to `command`."""
     p.add_argument("--broker", help="use this Kafka (HOST:PORT) instead of starting a local one")
     p.add_argument("--config", metavar="FILE", help="settings file (TOML), e.g. for goals; see shoppulse.example.toml")
     p.add_argument("--scenario", choices=SCENARIOS, default="normal", help="scenario to start with (key `s` switches)")
@@ -76,18 +78,13 @@ def add_parser(sub) -> None:
         help="Prometheus port, when it is on PATH (default 9090; 0 = a free one)",
     )
     p.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus even if it is on PATH")
-    p.set_defaults(func=command)
 
 
 def command(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
+    """Run the demo until Ctrl-C, `q` or --duration; raises DemoError."""
     # aiokafka logs retried metadata races on freshly created topics as errors: noise here.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    try:
-        asyncio.run(Demo(args, console).run())
-    except DemoError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        return 2
+    asyncio.run(Demo(args, Console(stderr=True)).run())
     return 0
 
 
@@ -145,9 +142,7 @@ class Demo:
                 f"Port {s.metrics_port} (the worker's /metrics) is taken; choose another with --metrics-port N."
             )
         if not self.args.broker:
-            from ..cli import fetch_jars_with_progress
-
-            await asyncio.to_thread(fetch_jars_with_progress)
+            await asyncio.to_thread(fetch_jars_with_progress, self.console)
             self.broker = LocalKafka(port=self.kafka_port, data_dir=self.workdir / "kafka")
             started = time.monotonic()
             await asyncio.to_thread(self.broker.start)

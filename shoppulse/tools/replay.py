@@ -42,6 +42,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from ..errors import UserError
 from ..streams.events import (
     RECORD_TYPES,
     ClickEvent,
@@ -56,6 +57,11 @@ from ..streams.events import (
 from .sink import EventSink
 
 FORMATS = ("rees46", "online-retail", "incident-log", "jsonl")
+
+
+class ReplayError(UserError, ValueError):
+    """A line of the file cannot be replayed; the message names the file and line."""
+
 
 Converted = tuple[int, str, Event]  # (ts in epoch ms, stream, event)
 
@@ -111,7 +117,7 @@ def _rees46_events(path: Path) -> Iterator[Converted]:
     for line, row in _csv_rows(path):
         event_type = REES46_EVENT_TYPES.get(row["event_type"])
         if event_type is None:
-            raise ValueError(f"{path}:{line}: unknown REES46 event_type {row['event_type']!r}")
+            raise ReplayError(f"{path}:{line}: unknown REES46 event_type {row['event_type']!r}")
         ts = _rees46_ms(row["event_time"])
         visitor = row["user_id"]
         # A few rows of the full data set have no user_session; a per-user session keeps
@@ -123,7 +129,7 @@ def _rees46_events(path: Path) -> Iterator[Converted]:
             "clickstream",
             ClickEvent(
                 event_id=f"rees46-{line}",
-                event_type=event_type,  # type: ignore[arg-type]
+                event_type=event_type,
                 ts=ts,
                 session_id=session,
                 visitor_id=visitor,
@@ -197,14 +203,14 @@ def _online_retail_events(path: Path) -> Iterator[Converted]:
                 channel="online",
                 items=[],
             )
-        order.ts = min(order.ts, ts)  # type: ignore[type-var]
+        order.ts = min(order.ts, ts)
         if quantity < 0 and not cancelled:
             continue
         item = OrderItem(product_id=row["StockCode"], quantity=abs(quantity), unit_price=float(row["UnitPrice"]))
         order.items.append(item)
     for order in invoices.values():
         if order.items:
-            yield order.ts, "orders", order  # type: ignore[misc]
+            yield order.ts, "orders", order
 
 
 # ------------------------------------------------------------------ incident log
@@ -281,7 +287,7 @@ def _incident_events(path: Path) -> Iterator[Converted]:
         if incident is None:
             opened = _incident_ms(row["opened_at"]) or updated
             if opened is None:
-                raise ValueError(f"{path}:{line}: incident {number} has neither opened_at nor sys_updated_at")
+                raise ReplayError(f"{path}:{line}: incident {number} has neither opened_at nor sys_updated_at")
             incident = incidents[number] = _Incident("New", priority, opened)
             yield _ticket_event(row, f"incident-log-{number}-created", "ticket_created", opened)
         ts = incident.last_ts = max(updated or incident.last_ts, incident.last_ts)
@@ -305,13 +311,13 @@ def _ticket_event(
         "tickets",
         TicketEvent(
             event_id=event_id,
-            event_type=event_type,  # type: ignore[arg-type]
+            event_type=event_type,
             ts=ts,
             ticket_id=row["number"],
             customer_id=_known(row["caller_id"]),
-            channel=CONTACT_CHANNELS.get(row["contact_type"], "web"),  # type: ignore[arg-type]
+            channel=CONTACT_CHANNELS.get(row["contact_type"], "web"),
             category=_known(row["category"]),
-            priority=PRIORITIES.get(row["priority"]),  # type: ignore[arg-type]
+            priority=PRIORITIES.get(row["priority"]),
             agent_id=_known(row["assigned_to"]),
             public=public,
         ),
@@ -357,9 +363,9 @@ def _jsonl_lines(path: Path, topic: str | None) -> Iterator[_JsonlLine]:
             except msgspec.DecodeError:  # not a JSON object, or a non-string topic
                 stream = topic
             if stream is None:
-                raise ValueError(f"{path}:{number}: no `topic` field on the line; pass a topic for such lines")
+                raise ReplayError(f"{path}:{number}: no `topic` field on the line; pass a topic for such lines")
             if stream not in RECORD_TYPES:
-                raise ValueError(f"{path}:{number}: unknown topic {stream!r}; expected one of {_STREAM_NAMES}")
+                raise ReplayError(f"{path}:{number}: unknown topic {stream!r}; expected one of {_STREAM_NAMES}")
             try:
                 yield _JsonlLine(number, stream, raw, _decoders[stream].decode(raw), None)
             except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
@@ -379,7 +385,7 @@ def read_raw_jsonl(path: str | Path, topic: str | None = None) -> Iterator[tuple
 def _jsonl_events(path: Path, topic: str | None) -> Iterator[tuple[str, Event]]:
     for line in _jsonl_lines(path, topic):
         if line.event is None:
-            raise ValueError(f"{path}:{line.number}: not a valid {line.stream} event: {line.error}")
+            raise ReplayError(f"{path}:{line.number}: not a valid {line.stream} event: {line.error}")
         yield line.stream, line.event
 
 
@@ -422,7 +428,7 @@ class _Outgoing:
 
 def _outgoing(fmt: str, path: Path, topic: str | None) -> list[_Outgoing]:
     if fmt != "jsonl":
-        return [_Outgoing(stream, event, event.ts) for stream, event in read_events(fmt, path)]  # type: ignore[misc]
+        return [_Outgoing(stream, event, event.ts) for stream, event in read_events(fmt, path)]
     result = []
     for line in _jsonl_lines(path, topic):
         if line.event is None:
@@ -503,7 +509,7 @@ async def replay(
                 if delay > 0:
                     await asyncio.sleep(delay)
             if out.raw is None:
-                await sink.send(out.stream, out.event)  # type: ignore[arg-type]
+                await sink.send(out.stream, out.event)
             else:
                 await sink.write(out.stream, out.key, out.raw)
             counts[(out.stream, out.label)] += 1

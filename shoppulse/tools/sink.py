@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
+from ..errors import UserError
 from ..kafka.admin import diagnose, ensure_topics
 from ..kafka.options import client_options
 from ..settings import Settings
@@ -58,12 +60,15 @@ class KafkaSink(EventSink):
         self._pending: list[asyncio.Future] = []
 
     async def start(self) -> None:
-        await ensure_topics(self.settings)
         try:
-            await self.producer.start()
-        except KafkaConnectionError:
-            await self.producer.stop()
-            raise await diagnose(self.settings) from None
+            await ensure_topics(self.settings)
+            try:
+                await self.producer.start()
+            except KafkaConnectionError:
+                raise await diagnose(self.settings) from None
+        except BaseException:
+            await self.producer.stop()  # or aiokafka warns of an unclosed producer
+            raise
 
     async def write(self, stream: str, key: bytes, value: bytes) -> None:
         self._pending.append(await self.producer.send(self.settings.topics.source(stream), value, key=key))
@@ -88,10 +93,13 @@ class JsonlSink(EventSink):
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self.path = Path(path)
-        self._file = None
+        self._file: BinaryIO | None = None
 
     async def start(self) -> None:
-        self._file = self.path.open("wb")
+        try:
+            self._file = self.path.open("wb")
+        except OSError as exc:  # no such folder, no permission: the user's to fix
+            raise UserError(str(exc)) from None
 
     async def write(self, stream: str, key: bytes, value: bytes) -> None:
         assert self._file is not None

@@ -12,7 +12,7 @@ import difflib
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 
 import orjson
@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaConnectionError
 from rich.console import Console
 from rich.text import Text
 
+from ..errors import UserError
 from ..kafka.admin import diagnose
 from ..kafka.options import client_options
 from ..settings import Settings, window_label
@@ -29,15 +30,16 @@ from ..streams.kpis import BY_KEY, CATALOGUE
 
 POLL_MS = 500  # how often a quiet consumer looks at `stop`
 CONNECT_TIMEOUT_S = 20.0
+YIELD_EVERY = 200  # records between two looks at `stop` within a batch
 
 
-class TailError(RuntimeError):
+class TailError(UserError):
     """A bad `tail` option (unknown KPI or window); the message lists the choices."""
 
 
 async def follow_results(
     settings: Settings, *, from_beginning: bool = False, stop: asyncio.Event | None = None
-) -> AsyncIterator[dict]:
+) -> AsyncGenerator[dict, None]:
     """Yield kpi-results records as they arrive, until `stop` is set (or forever).
 
     from_beginning: start with the oldest record still on the topic; otherwise only new ones.
@@ -61,7 +63,13 @@ async def follow_results(
         while stop is None or not stop.is_set():
             batch = await consumer.getmany(timeout_ms=POLL_MS)
             for messages in batch.values():
-                for message in messages:
+                for n, message in enumerate(messages):
+                    # A batch from the beginning can hold tens of thousands of records: now and
+                    # then let the loop run its callbacks (Ctrl-C sets `stop`), and stop at once.
+                    if n % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
+                        if stop is not None and stop.is_set():
+                            return
                     yield orjson.loads(message.value)
     finally:
         await consumer.stop()
@@ -71,7 +79,7 @@ async def follow_results(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `shoppulse tail` options; cli.py adds --broker and --config and calls `command`."""
+    """The `shoppulse tail` options; cli/tail.py adds --broker and --config and calls `command`."""
     parser.add_argument("--kpi", metavar="KEY", help="only this KPI (a key from docs/kpis.md, e.g. conversion_rate)")
     parser.add_argument("--window", metavar="SIZE", help="only this window size, e.g. 1m, 5m, 1h")
     parser.add_argument("--final-only", action="store_true", help="only the one final record of each window")
@@ -114,7 +122,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _stop_when_idle(idle_s: float | None, last_printed, stop: asyncio.Event) -> None:
+async def _stop_when_idle(idle_s: float | None, last_printed: Callable[[], float], stop: asyncio.Event) -> None:
     if idle_s is None:
         return
     while not stop.is_set():

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
-from rich.console import Group
+from rich.console import Group, JustifyMethod, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -34,8 +34,8 @@ PANELS: tuple[tuple[str, tuple[tuple[str, str, dict | None], ...]], ...] = (
         "Support",
         (
             ("tickets created", "tickets_created", {}),
-            ("FRT p50", "first_response_seconds", {"stat": "p50"}),
-            ("FRT p90", "first_response_seconds", {"stat": "p90"}),
+            ("FRT p50", "first_response_seconds", {"quantile": "0.5"}),
+            ("FRT p90", "first_response_seconds", {"quantile": "0.9"}),
             ("open tickets", "open_tickets", {}),
             ("oldest unanswered", "oldest_unanswered_ticket_age_seconds", {}),
             ("CSAT", "csat", {}),
@@ -150,7 +150,7 @@ class Board:
             ("bounce", "bounce_rate", {}),
             ("orders", "orders", {}),
             ("tickets", "tickets_created", {}),
-            ("frt_p90", "first_response_seconds", {"stat": "p90"}),
+            ("frt_p90", "first_response_seconds", {"quantile": "0.9"}),
             ("open_tickets", "open_tickets", {}),
         ):
             parts.append(f"{label}={format_value(kpi, window.get(kpi, dims))}")
@@ -179,7 +179,7 @@ class Board:
             ("   ", ""),
             (keys, "dim"),
         )
-        parts = [title, status, grid]
+        parts: list[RenderableType] = [title, status, grid]
         if self.alerts is not None:
             body = Text("\n".join(self.alerts), style="bold red") if self.alerts else Text("none firing", style="green")
             parts.append(Panel(body, title="Prometheus alerts", border_style="red" if self.alerts else "green"))
@@ -187,12 +187,13 @@ class Board:
 
     def _panel(self, title: str, rows, closed: list[Window]) -> Panel:
         table = Table(expand=True, box=None, show_header=True, header_style="dim")
-        for column, justify in (
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
             ("KPI", "left"),
             (f"last {self.window}", "right"),
             ("goal", "right"),
             ("trend", "left"),
-        ):
+        )
+        for column, justify in columns:
             table.add_column(column, justify=justify, no_wrap=True)
         latest = closed[-1] if closed else None
         for label, kpi, dims in rows:

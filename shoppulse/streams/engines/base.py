@@ -13,25 +13,43 @@ It emits two kinds of messages for the merge stage (see merge.py):
   on this partition".
 
 State is kept as Python objects and written back in bulk: `take_changes()` returns the
-keys changed since the last call, serialised, for the agent to write to its changelogged
-Faust table once per batch rather than once per event.
+keys changed since the last call (state_keys.py), serialised with msgspec, for the agent to
+write to its changelogged table once per batch rather than once per event.
+
+No clock is read here: every call that depends on the time is given it (`wall_ms`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-import orjson
+import msgspec
 
 from ...settings import Settings
 from ..events import Parsed
 from ..measures import Measures
 from ..partials import Progress, Snapshot
+from ..state_keys import META, IdsKey, MetaKey, StateKey, WindowKey, decode_key, encode_key
 from ..windows import Watermark, window_start
 
 NEVER = 1 << 62
+
+encode_state = msgspec.json.Encoder().encode  # every state value, the engines' records included
+
+
+class EngineMeta(msgspec.Struct):
+    """The `meta` row: the watermark's event time, each family's progress, the next dedup group."""
+
+    wm: int
+    progress: dict[str, int]
+    next_group: int
+
+
+_decode_meta = msgspec.json.Decoder(EngineMeta).decode
+_decode_ids = msgspec.json.Decoder(tuple[int, list[str]]).decode  # (max ts, event ids) of one group
+_decode_measures = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 @dataclass
@@ -65,15 +83,15 @@ class PartitionEngine:
         self.seen_ids: dict[str, int] = {}
         self.id_groups: dict[int, tuple[int, list[str]]] = {}  # group no -> (max ts, ids)
         self.next_group = 0
-        self.changed: set[str] = set()  # state keys to write back
+        self.changed: set[StateKey] = set()  # state keys to write back
         self.outbox: list[Snapshot | Progress] = []
         self.next_close = NEVER  # end of the oldest open window: closing is checked against it
+        self.reported_idle: bool | None = None  # the idle flag the merge stage last heard of
 
     # ------------------------------------------------------------ processing
 
-    def process(self, batch: list[Parsed], wall_ms: int | None = None) -> BatchResult:
-        """Apply one batch of parsed events in arrival order."""
-        wall_ms = int(time.time() * 1000) if wall_ms is None else wall_ms
+    def process(self, batch: list[Parsed], wall_ms: int) -> BatchResult:
+        """Apply one batch of parsed events in arrival order, received at `wall_ms`."""
         result = BatchResult()
         new_ids: list[str] = []
         group_max = 0
@@ -95,20 +113,21 @@ class PartitionEngine:
             if wm.value - self.grace_ms >= self.next_close:
                 self._close()
         if batch:
-            wm.last_arrival_wall_ms = wall_ms
+            wm.arrived(wall_ms)
         if new_ids:
             self.id_groups[self.next_group] = (group_max, new_ids)
-            self.changed.add(f"ids|{self.next_group}")
+            self.changed.add(IdsKey(self.next_group))
             self.next_group += 1
-        self.changed.add("meta")
+        self.changed.add(META)
         self._close()
         return result
 
-    def tick(self, wall_ms: int | None = None, behind: bool = False) -> None:
-        """Called every second: idle watermark advance (`behind`: records of this partition wait unread)."""
-        wall_ms = int(time.time() * 1000) if wall_ms is None else wall_ms
-        if self.watermark.idle_advance(wall_ms, behind):
-            self._close()
+    def tick(self, wall_ms: int, behind: bool = False, clock_ms: int | None = None) -> None:
+        """Called every second: is the partition idle (`behind`: records of it wait unread), and if
+        so, adopt its stream's clock (`clock_ms`, from the merge stage: streams/clock.py)."""
+        if self.watermark.check_idle(wall_ms, behind) and clock_ms is not None:
+            self.watermark.adopt(clock_ms)
+        self._close()
 
     def take_outbox(self, snapshots_of_open: bool) -> list[Snapshot | Progress]:
         """Messages for the merge stage. With `snapshots_of_open`, include snapshots of open
@@ -134,7 +153,7 @@ class PartitionEngine:
                 measures = self.windows[key] = Measures()
                 self.next_close = min(self.next_close, key[2] + size)
             self.dirty_windows.add(key)
-            self.changed.add(_window_key(key))
+            self.changed.add(WindowKey(*key))
             out.append(measures)
         return out
 
@@ -152,11 +171,23 @@ class PartitionEngine:
             for key in [k for k in self.windows if k[0] == family and k[2] + k[1] <= through]:
                 self.outbox.append(Snapshot(*key, self.partition, self.windows.pop(key)))
                 self.dirty_windows.discard(key)
-                self.changed.add(_window_key(key))
+                self.changed.add(WindowKey(*key))
             self.progress[family] = through
-            self.outbox.append(Progress(family, self.partition, through, previous, steps))
+            self.changed.add(META)  # the progress promised must survive a restart (see restore)
+            self.outbox.append(self._progress(family, through, previous, steps))
+            self.reported_idle = self.watermark.idle
+        if self.reported_idle is not self.watermark.idle:
+            # The merge stage's stream clock needs every change of the idle flag, moved or not.
+            family = self.families[0]
+            previous = self.progress.get(family, 0)
+            self.outbox.append(self._progress(family, previous, previous, None))
+            self.reported_idle = self.watermark.idle
         self.next_close = min((start + size for _, size, start in self.windows), default=NEVER)
         self._expire_ids()
+
+    def _progress(self, family: str, through: int, previous: int, steps: list | None) -> Progress:
+        wm = self.watermark
+        return Progress(family, self.partition, through, previous, steps, idle=wm.idle, watermark_ms=wm.value)
 
     def state_steps(self, family: str, previous: int, through: int) -> list | None:
         """Hook: point-in-time state over (previous, through] for the Progress message."""
@@ -169,7 +200,7 @@ class PartitionEngine:
                 for event_id in ids:
                     self.seen_ids.pop(event_id, None)
                 del self.id_groups[group]
-                self.changed.add(f"ids|{group}")
+                self.changed.add(IdsKey(group))
 
     # ----------------------------------------------------------- persistence
 
@@ -177,55 +208,53 @@ class PartitionEngine:
         raise NotImplementedError
 
     def take_changes(self) -> dict[str, bytes | None]:
-        """Changed state keys since the last call, serialised (None = deleted)."""
-        changes: dict[str, bytes | None] = {}
-        for key in self.changed:
-            changes[key] = self.dump_key(key)
+        """Changed state keys since the last call, encoded, with their values (None = deleted)."""
+        changes = {encode_key(key): self.dump_key(key) for key in self.changed}
         self.changed.clear()
         return changes
 
-    def dump_key(self, key: str) -> bytes | None:
-        kind, _, rest = key.partition("|")
-        if kind == "meta":
-            return orjson.dumps(
-                {"wm": self.watermark.event_ms, "progress": self.progress, "next_group": self.next_group}
-            )
-        if kind == "w":
-            family, size, start = rest.split("|")
-            measures = self.windows.get((family, int(size), int(start)))
-            return orjson.dumps(measures.dump()) if measures is not None else None
-        if kind == "ids":
-            group = self.id_groups.get(int(rest))
-            return orjson.dumps(group) if group is not None else None
-        return self.dump_entity(kind, rest)
+    def dump_key(self, key: StateKey) -> bytes | None:
+        match key:
+            case MetaKey():
+                return encode_state(EngineMeta(self.watermark.event_ms, self.progress, self.next_group))
+            case WindowKey(family, size_ms, start_ms):
+                measures = self.windows.get((family, size_ms, start_ms))
+                return encode_state(measures.dump()) if measures is not None else None
+            case IdsKey(group):
+                ids = self.id_groups.get(group)
+                return encode_state(ids) if ids is not None else None
+        return self.dump_entity(key)
 
-    def dump_entity(self, kind: str, rest: str) -> bytes | None:
-        raise KeyError(kind)
+    def dump_entity(self, key: StateKey) -> bytes | None:
+        """Hook: the value of an entity key of this engine's stream (None: the entity is gone)."""
+        raise KeyError(key)
 
     def restore(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Rebuild in-memory state from the changelogged table after a (re)start or rebalance."""
-        for key, value in items:
-            kind, _, rest = key.partition("|")
-            data = orjson.loads(value)
-            if kind == "meta":
-                self.watermark.event_ms = data["wm"]
-                self.progress.update(data["progress"])
-                self.next_group = data["next_group"]
-            elif kind == "w":
-                family, size, start = rest.split("|")
-                self.windows[(family, int(size), int(start))] = Measures.load(data)
-            elif kind == "ids":
-                max_ts, ids = data
-                self.id_groups[int(rest)] = (max_ts, ids)
-                for event_id in ids:
-                    self.seen_ids[event_id] = max_ts
-            else:
-                self.restore_entity(kind, rest, data)
+        for text, value in items:
+            key = decode_key(text)
+            match key:
+                case MetaKey():
+                    meta = _decode_meta(value)
+                    self.watermark.event_ms = meta.wm
+                    self.progress.update(meta.progress)
+                    self.next_group = meta.next_group
+                case WindowKey(family, size_ms, start_ms):
+                    self.windows[(family, size_ms, start_ms)] = Measures.load(_decode_measures(value))
+                case IdsKey(group):
+                    max_ts, ids = _decode_ids(value)
+                    self.id_groups[group] = (max_ts, ids)
+                    for event_id in ids:
+                        self.seen_ids[event_id] = max_ts
+                case _:
+                    self.restore_entity(key, value)
         self.next_close = min((start + size for _, size, start in self.windows), default=NEVER)
+        # The watermark may have been an adopted clock, which is not persisted; the progress is,
+        # and every progress sent was at most watermark - grace: anything older stays late.
+        promised = max(self.progress.values(), default=0)
+        if promised > 0:
+            self.watermark.adopted_ms = max(self.watermark.adopted_ms, promised + self.grace_ms)
 
-    def restore_entity(self, kind: str, rest: str, data) -> None:
-        raise KeyError(kind)
-
-
-def _window_key(key: tuple[str, int, int]) -> str:
-    return f"w|{key[0]}|{key[1]}|{key[2]}"
+    def restore_entity(self, key: StateKey, value: bytes) -> None:
+        """Hook: restore an entity row of this engine's stream."""
+        raise KeyError(key)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import heapq
 
-import orjson
+import msgspec
 
 from ...settings import Settings
 from ..events import ClickEvent, Parsed
 from ..measures import Measures
+from ..state_keys import SessionKey, StateKey, VisitorKey
 from ..windows import window_start
-from .base import BatchResult, PartitionEngine
+from .base import BatchResult, PartitionEngine, encode_state
 
 VIEW_TYPES = frozenset(("page_view", "product_view"))
 COUNTED_TYPES = {
@@ -28,6 +29,21 @@ COUNTED_TYPES = {
 ENGAGED_MS = 10_000
 
 
+class Session(msgspec.Struct):
+    """One open session: its first and last event times, views, funnel steps, last product viewed."""
+
+    start: int
+    last: int
+    views: int = 0
+    cart: bool = False
+    checkout: bool = False
+    purchase: bool = False
+    product: str | None = None
+
+
+_decode_session = msgspec.json.Decoder(Session).decode
+
+
 class ClickstreamEngine(PartitionEngine):
     stream = "clickstream"
     families = ("traffic", "sessions")
@@ -35,9 +51,8 @@ class ClickstreamEngine(PartitionEngine):
     def __init__(self, partition: int, settings: Settings):
         super().__init__(partition, settings)
         self.session_timeout_ms = int(settings.session_timeout_seconds * 1000)
-        # "<visitor_id> <session_id>" -> open session: a session id reused by two visitors is two sessions
-        self.sessions: dict[str, dict] = {}
-        self.expiry: list[tuple[int, str]] = []  # heap of (last ts + timeout, session key), lazily invalidated
+        self.sessions: dict[SessionKey, Session] = {}
+        self.expiry: list[tuple[int, SessionKey]] = []  # heap of (last ts + timeout, session), lazily invalidated
         self.seen_visitors: set[str] = set()
         self.largest = self.sizes[-1]
         # Open sessions per 1-minute window of their start: the oldest start bounds progress,
@@ -45,11 +60,11 @@ class ClickstreamEngine(PartitionEngine):
         self.open_by_window: dict[int, int] = {}
 
     def on_event(self, parsed: Parsed, result: BatchResult) -> None:
-        event: ClickEvent = parsed.event  # type: ignore[assignment]
+        event = parsed.event_as(ClickEvent)
         ts = parsed.ts_ms
-        session_key = f"{event.visitor_id} {event.session_id}"
+        session_key = SessionKey(event.visitor_id, event.session_id)
         session = self.sessions.get(session_key)
-        if session is not None and ts - session["last"] > self.session_timeout_ms:
+        if session is not None and ts - session.last > self.session_timeout_ms:
             self._end_session(session_key)
             session = None
         traffic = self.measures_for("traffic", ts)
@@ -59,115 +74,115 @@ class ClickstreamEngine(PartitionEngine):
         for m in traffic:
             m.distinct("visitors").add(event.visitor_id)
         if etype in VIEW_TYPES:
-            session["views"] += 1
+            session.views += 1
             for m in traffic:
                 m.inc("page_views")
             if etype == "product_view" and event.product_id:
-                previous = session["product"]
+                previous = session.product
                 if previous and previous != event.product_id:
                     # Insight lists are for the largest window only.
                     traffic[-1].top_items("view_pairs").add(f"{previous}>{event.product_id}")
-                session["product"] = event.product_id
+                session.product = event.product_id
         elif etype in COUNTED_TYPES:
             for m in traffic:
                 m.inc(COUNTED_TYPES[etype])
         elif etype == "add_to_cart":
-            session["cart"] = True
+            session.cart = True
         elif etype == "begin_checkout":
-            session["checkout"] = True
+            session.checkout = True
         elif etype == "purchase":
-            session["purchase"] = True
-        if ts > session["last"]:
-            session["last"] = ts
+            session.purchase = True
+        if ts > session.last:
+            session.last = ts
             heapq.heappush(self.expiry, (ts + self.session_timeout_ms, session_key))
-        self.changed.add(f"s|{session_key}")
+        self.changed.add(session_key)
 
-    def _start_session(self, event: ClickEvent, session_key: str, ts: int, traffic: list[Measures]) -> dict:
+    def _start_session(self, event: ClickEvent, session_key: SessionKey, ts: int, traffic: list[Measures]) -> Session:
         if event.is_new_visitor is not None:
             new = event.is_new_visitor
         else:
             new = event.visitor_id not in self.seen_visitors
         if event.visitor_id not in self.seen_visitors:
             self.seen_visitors.add(event.visitor_id)
-            self.changed.add(f"v|{event.visitor_id}")
+            self.changed.add(VisitorKey(event.visitor_id))
         for m in traffic:
             m.inc("sessions")
             m.inc_label("sessions_by_device", event.device or "unknown")
             m.inc_label("sessions_by_source", event.source or "(direct)")
             if new:
                 m.inc("new_visitor_sessions")
-        session = {
-            "start": ts,
-            "last": ts,
-            "views": 0,
-            "cart": False,
-            "checkout": False,
-            "purchase": False,
-            "product": None,
-        }
+        session = Session(start=ts, last=ts)
         self._track(session_key, session)
         return session
 
-    def _track(self, session_key: str, session: dict) -> None:
+    def _track(self, session_key: SessionKey, session: Session) -> None:
         self.sessions[session_key] = session
-        start_window = window_start(session["start"], self.smallest)
+        start_window = window_start(session.start, self.smallest)
         self.open_by_window[start_window] = self.open_by_window.get(start_window, 0) + 1
-        heapq.heappush(self.expiry, (session["last"] + self.session_timeout_ms, session_key))
+        heapq.heappush(self.expiry, (session.last + self.session_timeout_ms, session_key))
 
-    def _end_session(self, session_key: str) -> None:
+    def _end_session(self, session_key: SessionKey) -> None:
         session = self.sessions.pop(session_key)
-        start_window = window_start(session["start"], self.smallest)
+        start_window = window_start(session.start, self.smallest)
         if self.open_by_window[start_window] == 1:
             del self.open_by_window[start_window]
         else:
             self.open_by_window[start_window] -= 1
-        self.changed.add(f"s|{session_key}")
-        duration = session["last"] - session["start"]
-        engaged = duration > ENGAGED_MS or session["views"] >= 2 or session["purchase"]
-        for m in self.measures_for("sessions", session["start"]):
+        self.changed.add(session_key)
+        duration = session.last - session.start
+        engaged = duration > ENGAGED_MS or session.views >= 2 or session.purchase
+        for m in self.measures_for("sessions", session.start):
             m.inc("ended_sessions")
-            m.inc("session_views", session["views"])
+            m.inc("session_views", session.views)
             m.inc("session_duration_ms", duration)
             if engaged:
                 m.inc("engaged_sessions")
-            if session["purchase"]:
+            if session.purchase:
                 m.inc("converted_sessions")
-            if session["cart"]:
+            if session.cart:
                 m.inc("cart_sessions")
-                if not session["purchase"]:
+                if not session.purchase:
                     m.inc("abandoned_cart_sessions")
-            if session["checkout"]:
+            if session.checkout:
                 m.inc("checkout_sessions")
-                if not session["purchase"]:
+                if not session.purchase:
                     m.inc("abandoned_checkout_sessions")
 
     def _end_expired_sessions(self) -> None:
         wm = self.watermark.value
-        while self.expiry and self.expiry[0][0] <= wm:
+        # A gap of exactly the timeout continues the session (it splits after more than that).
+        while self.expiry and self.expiry[0][0] < wm:
             due, session_key = heapq.heappop(self.expiry)
             session = self.sessions.get(session_key)
-            if session is not None and session["last"] + self.session_timeout_ms == due:
+            if session is not None and session.last + self.session_timeout_ms == due:
                 self._end_session(session_key)
+
+    def _close(self) -> None:
+        # Sessions the watermark has passed end first: their counts go to windows that may close now.
+        self._end_expired_sessions()
+        super()._close()
 
     def family_progress(self, family: str) -> int:
         through = self.watermark.value - self.grace_ms
-        if family == "sessions":
-            self._end_expired_sessions()
-            if self.open_by_window:
-                # A window is final only once every session that started in it has ended.
-                through = min(through, min(self.open_by_window))
+        if family == "sessions" and self.open_by_window:
+            # A window is final only once every session that started in it has ended.
+            through = min(through, min(self.open_by_window))
         return through
 
-    def dump_entity(self, kind: str, rest: str) -> bytes | None:
-        if kind == "s":
-            session = self.sessions.get(rest)
-            return orjson.dumps(session) if session is not None else None
-        if kind == "v":
-            return b"1"
-        raise KeyError(kind)
+    def dump_entity(self, key: StateKey) -> bytes | None:
+        match key:
+            case SessionKey():
+                session = self.sessions.get(key)
+                return encode_state(session) if session is not None else None
+            case VisitorKey():
+                return b"1"
+        raise KeyError(key)
 
-    def restore_entity(self, kind: str, rest: str, data) -> None:
-        if kind == "s":
-            self._track(rest, data)
-        elif kind == "v":
-            self.seen_visitors.add(rest)
+    def restore_entity(self, key: StateKey, value: bytes) -> None:
+        match key:
+            case SessionKey():
+                self._track(key, _decode_session(value))
+            case VisitorKey(visitor_id):
+                self.seen_visitors.add(visitor_id)
+            case _:
+                raise KeyError(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ...settings import Settings
 from ..events import OrderEvent, Parsed
 from ..measures import Measures, to_micros
+from ..state_keys import CustomerKey, StateKey
 from .base import BatchResult, PartitionEngine
 
 
@@ -17,7 +18,7 @@ class OrdersEngine(PartitionEngine):
         self.seen_customers: set[str] = set()
 
     def on_event(self, parsed: Parsed, result: BatchResult) -> None:
-        event: OrderEvent = parsed.event  # type: ignore[assignment]
+        event = parsed.event_as(OrderEvent)
         windows = self.measures_for("sales", parsed.ts_ms)
         currency = event.currency or "unknown"
         if event.event_type == "order_placed":
@@ -36,7 +37,8 @@ class OrdersEngine(PartitionEngine):
     def _placed(self, event: OrderEvent, currency: str, windows: list[Measures]) -> None:
         revenue = to_micros(sum(i.quantity * i.unit_price for i in event.items) - event.discount)
         units = sum(i.quantity for i in event.items)
-        costed = bool(event.items) and all(i.unit_cost is not None for i in event.items)
+        costs = [i.quantity * i.unit_cost for i in event.items if i.unit_cost is not None]
+        cost = to_micros(sum(costs)) if event.items and len(costs) == len(event.items) else None
         customer = event.customer_id
         if event.is_first_order is not None:
             first = event.is_first_order
@@ -44,15 +46,14 @@ class OrdersEngine(PartitionEngine):
             first = customer is not None and customer not in self.seen_customers
         if customer is not None and customer not in self.seen_customers:
             self.seen_customers.add(customer)
-            self.changed.add(f"c|{customer}")
+            self.changed.add(CustomerKey(customer))
         products = sorted({i.product_id for i in event.items})
         for m in windows:
             m.inc("orders")
             m.inc("units", units)
             m.inc_label("orders_by_currency", currency)
             m.inc_label("revenue_micros", currency, revenue)
-            if costed:
-                cost = to_micros(sum(i.quantity * i.unit_cost for i in event.items))  # type: ignore[operator]
+            if cost is not None:  # only orders with every item's cost count towards the margin
                 m.inc_label("costed_revenue_micros", currency, revenue)
                 m.inc_label("cost_micros", currency, cost)
                 m.inc_label("profit_micros", currency, revenue - cost)
@@ -67,11 +68,12 @@ class OrdersEngine(PartitionEngine):
             for b in products[i + 1 :]:
                 pairs.add(f"{a}+{b}")
 
-    def dump_entity(self, kind: str, rest: str) -> bytes | None:
-        if kind == "c":
+    def dump_entity(self, key: StateKey) -> bytes | None:
+        if isinstance(key, CustomerKey):
             return b"1"
-        raise KeyError(kind)
+        raise KeyError(key)
 
-    def restore_entity(self, kind: str, rest: str, data) -> None:
-        if kind == "c":
-            self.seen_customers.add(rest)
+    def restore_entity(self, key: StateKey, value: bytes) -> None:
+        if not isinstance(key, CustomerKey):
+            raise KeyError(key)
+        self.seen_customers.add(key.customer_id)

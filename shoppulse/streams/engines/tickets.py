@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
-import orjson
+from typing import Literal
+
+import msgspec
 
 from ...settings import Settings
 from ..events import Parsed, TicketEvent
 from ..measures import Measures
-from .base import BatchResult, PartitionEngine
+from ..state_keys import StateKey, TicketKey
+from .base import BatchResult, PartitionEngine, encode_state
+
+Change = Literal["solved", "reopened"]
+
+
+class Ticket(msgspec.Struct):
+    """One ticket: creation time, channel, priority, public replies, the first reply's time, and
+    its solves and reopens as (ts, change) in arrival order (the order `_state_at` reads them)."""
+
+    created: int
+    channel: str
+    priority: str
+    replies: int = 0
+    first_reply: int | None = None
+    history: list[tuple[int, Change]] = []
+
+
+_decode_ticket = msgspec.json.Decoder(Ticket).decode
 
 
 class TicketsEngine(PartitionEngine):
@@ -16,7 +36,7 @@ class TicketsEngine(PartitionEngine):
 
     def __init__(self, partition: int, settings: Settings):
         super().__init__(partition, settings)
-        self.tickets: dict[str, dict] = {}
+        self.tickets: dict[str, Ticket] = {}
         self.sla_ms = {p: int(s * 1000) for p, s in settings.sla_first_reply_seconds.items()}
         self.backlog_ms = int(settings.backlog_age_seconds * 1000)
         self.retention_ms = 30 * 86_400_000  # solved tickets are kept this long for reopens
@@ -25,29 +45,24 @@ class TicketsEngine(PartitionEngine):
         self.last_ts: dict[str, int] = {}
 
     def on_event(self, parsed: Parsed, result: BatchResult) -> None:
-        event: TicketEvent = parsed.event  # type: ignore[assignment]
+        event = parsed.event_as(TicketEvent)
         ts, etype = parsed.ts_ms, event.event_type
         ticket = self.tickets.get(event.ticket_id)
         windows = self.measures_for("support", ts)
         if etype == "ticket_created":
-            ticket = self.tickets[event.ticket_id] = {
-                "created": ts,
-                "channel": event.channel or "unknown",
-                "priority": event.priority or "normal",
-                "replies": 0,
-                "first_reply": None,
-                "history": [],
-            }
+            ticket = self.tickets[event.ticket_id] = Ticket(
+                created=ts, channel=event.channel or "unknown", priority=event.priority or "normal"
+            )
             for m in windows:
                 m.inc("tickets_created")
-                m.inc_label("tickets_by_channel", ticket["channel"])
+                m.inc_label("tickets_by_channel", ticket.channel)
                 m.inc_label("tickets_by_category", event.category or "unknown")
             if event.product_id:
                 windows[-1].top_items("product_tickets").add(event.product_id)
         elif etype == "agent_replied" and ticket is not None and event.public is not False:
-            ticket["replies"] += 1
-            if ticket["first_reply"] is None:
-                ticket["first_reply"] = ts
+            ticket.replies += 1
+            if ticket.first_reply is None:
+                ticket.first_reply = ts
                 self._first_reply(ticket, ts, windows, result)
         elif etype == "ticket_escalated":
             for m in windows:
@@ -55,11 +70,11 @@ class TicketsEngine(PartitionEngine):
         elif etype == "ticket_solved":
             for m in windows:
                 m.inc("solves")
-                if ticket is not None and ticket["replies"] <= 1:
+                if ticket is not None and ticket.replies <= 1:
                     m.inc("one_touch_solves")
             if ticket is not None:
-                ticket["history"].append([ts, "solved"])
-                duration = ts - ticket["created"]
+                ticket.history.append((ts, "solved"))
+                duration = ts - ticket.created
                 result.resolution_seconds.append(duration / 1000)
                 for m in windows:
                     m.inc("resolutions")
@@ -69,25 +84,25 @@ class TicketsEngine(PartitionEngine):
             for m in windows:
                 m.inc("reopens")
             if ticket is not None:
-                ticket["history"].append([ts, "reopened"])
-        elif etype == "csat_rated":
+                ticket.history.append((ts, "reopened"))
+        elif etype == "csat_rated" and event.score is not None:  # parse rejects a rating without a score
             for m in windows:
-                m.inc("csat_good" if event.score >= 4 else "csat_bad")  # type: ignore[operator]
-        elif etype == "nps_rated":
+                m.inc("csat_good" if event.score >= 4 else "csat_bad")
+        elif etype == "nps_rated" and event.score is not None:
             for m in windows:
                 m.inc("nps_responses")
-                if event.score >= 9:  # type: ignore[operator]
+                if event.score >= 9:
                     m.inc("nps_promoters")
-                elif event.score <= 6:  # type: ignore[operator]
+                elif event.score <= 6:
                     m.inc("nps_detractors")
         if ticket is not None:
-            self.changed.add(f"t|{event.ticket_id}")
+            self.changed.add(TicketKey(event.ticket_id))
             self.touched.add(event.ticket_id)
             self.last_ts[event.ticket_id] = max(ts, self.last_ts.get(event.ticket_id, ts))
 
-    def _first_reply(self, ticket: dict, ts: int, windows: list[Measures], result: BatchResult) -> None:
-        frt = ts - ticket["created"]
-        channel, priority = ticket["channel"], ticket["priority"]
+    def _first_reply(self, ticket: Ticket, ts: int, windows: list[Measures], result: BatchResult) -> None:
+        frt = ts - ticket.created
+        channel, priority = ticket.channel, ticket.priority
         breached = frt > self.sla_ms.get(priority, self.sla_ms["normal"])
         result.first_response_seconds.append((frt / 1000, channel, priority))
         for m in windows:
@@ -108,25 +123,20 @@ class TicketsEngine(PartitionEngine):
         ts + 1 of any of its events, and it enters the backlog at created + backlog age + 1.
         Tickets with no event since the last close and no backlog crossing in the interval
         are constant over it; only the touched ones are re-evaluated at each change point.
+        Then what no later interval needs is dropped (see the end).
         """
         first = previous + 1
         touched = set(self.touched)
         for ticket_id, ticket in self.tickets.items():
-            if first < ticket["created"] + self.backlog_ms + 1 <= through:
+            if first < ticket.created + self.backlog_ms + 1 <= through:
                 touched.add(ticket_id)
+        live = [self.tickets[t] for t in touched if t in self.tickets]
         points = {first}
-        for ticket_id in touched:
-            ticket = self.tickets.get(ticket_id)
-            if ticket is None:
-                continue
-            crossing = [
-                ticket["created"],
-                ticket["first_reply"] or ticket["created"],
-                *(ts for ts, _ in ticket["history"]),
-            ]
+        for ticket in live:
+            crossing = [ticket.created, ticket.first_reply or ticket.created, *(ts for ts, _ in ticket.history)]
             points.update(ts + 1 for ts in crossing if first < ts + 1 <= through)
-            if first < ticket["created"] + self.backlog_ms + 1 <= through:
-                points.add(ticket["created"] + self.backlog_ms + 1)
+            if first < ticket.created + self.backlog_ms + 1 <= through:
+                points.add(ticket.created + self.backlog_ms + 1)
         base_open = base_backlog = 0
         base_oldest = None
         for ticket_id, ticket in self.tickets.items():
@@ -136,7 +146,6 @@ class TicketsEngine(PartitionEngine):
                 base_backlog += in_backlog
                 if unanswered is not None and (base_oldest is None or unanswered < base_oldest):
                     base_oldest = unanswered
-        live = [self.tickets[t] for t in touched if t in self.tickets]
         steps: list = []
         for point in sorted(points):
             open_count, backlog, oldest = base_open, base_backlog, base_oldest
@@ -148,41 +157,57 @@ class TicketsEngine(PartitionEngine):
                     oldest = unanswered
             if not steps or steps[-1][1:] != [open_count, backlog, oldest]:
                 steps.append([point, open_count, backlog, oldest])
+        self._drop_superseded_history(touched, through)
         self.touched = {t for t in self.touched if self.last_ts.get(t, 0) + 1 > through}
         self.last_ts = {t: self.last_ts[t] for t in self.touched if t in self.last_ts}
         self._forget_old_tickets(through)
         return steps
 
-    def _state_at(self, ticket: dict, end: int) -> tuple[int, int, int | None]:
+    def _drop_superseded_history(self, touched: set[str], through: int) -> None:
+        """Keep, of a ticket's solves and reopens at or before `through`, only the last one:
+        every later window end counts them all and `_state_at` takes the last, so the others
+        can never matter again, and a ticket's state value stays bounded however often it reopens."""
+        for ticket_id in touched:
+            ticket = self.tickets.get(ticket_id)
+            if ticket is None:
+                continue
+            passed = [i for i, (ts, _) in enumerate(ticket.history) if ts <= through]
+            if len(passed) > 1:
+                superseded = set(passed[:-1])
+                ticket.history = [change for i, change in enumerate(ticket.history) if i not in superseded]
+                self.changed.add(TicketKey(ticket_id))
+
+    def _state_at(self, ticket: Ticket, end: int) -> tuple[int, int, int | None]:
         """(open, in backlog, created-at if open and unanswered) of one ticket at `end`."""
-        created = ticket["created"]
+        created = ticket.created
         if created >= end:
             return 0, 0, None
         state = "open"
-        for ts, change in ticket["history"]:
+        for ts, change in ticket.history:
             if ts < end:
                 state = "open" if change == "reopened" else "solved"
         if state != "open":
             return 0, 0, None
-        replied = ticket["first_reply"] is not None and ticket["first_reply"] < end
+        replied = ticket.first_reply is not None and ticket.first_reply < end
         return 1, int(end - created > self.backlog_ms), None if replied else created
 
     def _forget_old_tickets(self, through: int) -> None:
         for ticket_id, ticket in list(self.tickets.items()):
-            history = ticket["history"]
+            history = ticket.history
             if history and history[-1][1] == "solved" and history[-1][0] < through - self.retention_ms:
                 del self.tickets[ticket_id]
-                self.changed.add(f"t|{ticket_id}")
+                self.changed.add(TicketKey(ticket_id))
 
-    def dump_entity(self, kind: str, rest: str) -> bytes | None:
-        if kind == "t":
-            ticket = self.tickets.get(rest)
-            return orjson.dumps(ticket) if ticket is not None else None
-        raise KeyError(kind)
+    def dump_entity(self, key: StateKey) -> bytes | None:
+        if not isinstance(key, TicketKey):
+            raise KeyError(key)
+        ticket = self.tickets.get(key.ticket_id)
+        return encode_state(ticket) if ticket is not None else None
 
-    def restore_entity(self, kind: str, rest: str, data) -> None:
-        if kind == "t":
-            self.tickets[rest] = data
-            # Which tickets changed since the last close was not persisted: re-evaluate each once.
-            self.touched.add(rest)
-            self.last_ts[rest] = max([data["created"], data["first_reply"] or 0, *(ts for ts, _ in data["history"])])
+    def restore_entity(self, key: StateKey, value: bytes) -> None:
+        if not isinstance(key, TicketKey):
+            raise KeyError(key)
+        ticket = self.tickets[key.ticket_id] = _decode_ticket(value)
+        # Which tickets changed since the last close was not persisted: re-evaluate each once.
+        self.touched.add(key.ticket_id)
+        self.last_ts[key.ticket_id] = max([ticket.created, ticket.first_reply or 0, *(ts for ts, _ in ticket.history)])

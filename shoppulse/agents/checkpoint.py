@@ -1,0 +1,333 @@
+"""Transactional checkpoints of one input partition (the batch data plane, agents/dataplane.py).
+
+A `PartitionTask` owns one input partition: a source partition (`SourceTask`) or the partials
+partition (`MergeTask`). It keeps the partition's state in memory, collects what the records
+since the last checkpoint produced, and writes all of it in **one Kafka transaction**:
+
+- the changed state keys, each once, to the partition's changelog (the layout of the Faust
+  tables: `<app_id>-<table>-changelog`, partition = input partition, keys as there);
+- the outputs: dead letters and partials (source), kpi-results records (merge);
+- the input offset, with `send_offsets_to_transaction` to the consumer group.
+
+The producer's `transactional_id` is fixed per input partition (`transactional_id`), so a new
+owner's producer fences the old one (its next send or commit raises `ProducerFenced`) and
+aborts the transaction it left open. `open()` starts that producer first, then restores the
+state read_committed from the changelog (to its last stable offset), then reads the committed
+offset: all three describe the same last committed checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from ..kafka.options import bootstrap_servers, client_options
+from ..outputs.base import ResultListener
+from ..outputs.prometheus import Metrics
+from ..outputs.publisher import ResultsPublisher
+from ..settings import Settings
+from ..streams.clock import CLOCK_KEY, encode_clocks
+from ..streams.events import Stream
+from ..streams.pipeline import MergeDriver, RawRecord, SourceDriver
+from ..streams.state_keys import split_table_key, table_key
+from ..topics import MERGE_TABLE, changelog_topic, clock_topic, partials_topic, state_table
+
+# A transaction left open by a worker that died is aborted when the partition's next owner
+# starts its producer; this only bounds how long readers wait if no owner ever comes.
+TRANSACTION_TIMEOUT_MS = 60_000
+OUTCOMES = ("ok", "invalid", "late", "duplicate")
+
+
+def transactional_id(settings: Settings, name: str, partition: int) -> str:
+    """One id per input partition (`<app_id>-<stream>-<partition>`, `<app_id>-merge-0`)."""
+    return f"{settings.app_id}-{name}-{partition}"
+
+
+async def read_changelog(
+    reader: AIOKafkaConsumer, tps: Sequence[TopicPartition], timeout: float = 120.0
+) -> dict[TopicPartition, dict[bytes, bytes]]:
+    """The latest value of every key of the changelog partitions, read_committed to their last
+    stable offset (`reader` is a read_committed consumer without a group)."""
+    rows: dict[TopicPartition, dict[bytes, bytes]] = {tp: {} for tp in tps}
+    if not tps:
+        return rows
+    reader.assign(list(tps))
+    await reader.seek_to_beginning(*tps)
+    ends = await reader.end_offsets(list(tps))
+    deadline = time.monotonic() + timeout
+    pending = {tp for tp in tps if ends[tp] > 0}
+    while pending:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"restoring {sorted(map(str, pending))} took over {timeout:.0f} s")
+        batch = await reader.getmany(*pending, timeout_ms=500)
+        for tp, records in batch.items():
+            table = rows[tp]
+            for record in records:
+                if record.key is None:
+                    continue
+                if record.value is None:
+                    table.pop(record.key, None)
+                else:
+                    table[record.key] = record.value
+        pending = {tp for tp in pending if await reader.position(tp) < ends[tp]}
+    return rows
+
+
+@dataclass
+class Pending:
+    """What the records since the last checkpoint produced, besides state changes."""
+
+    records: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)  # (topic, key, value)
+    counts: dict[str, int] = field(default_factory=dict)  # outcome -> events, counted once committed
+    dead_letter_reasons: list[str] = field(default_factory=list)
+    fed: int = 0  # records read since the last checkpoint
+
+
+class PartitionTask:
+    """One input partition's producer, state and offsets (subclasses: the state and outputs)."""
+
+    name: str  # the transactional id's middle part
+    changelog: TopicPartition
+
+    def __init__(self, tp: TopicPartition, settings: Settings, group_id: str):
+        self.tp = tp
+        self.settings = settings
+        self.group_id = group_id
+        self.producer: AIOKafkaProducer | None = None
+        self.position = 0  # offset after the last record fed: the next checkpoint's input offset
+        self.committed = 0  # the input offset of the last committed checkpoint
+        self.pending = Pending()
+        self.last_checkpoint = time.monotonic()
+        self.last_open_snapshots = time.monotonic()
+
+    @property
+    def transactional_id(self) -> str:
+        return transactional_id(self.settings, self.name, self.tp.partition)
+
+    async def start_producer(self) -> None:
+        """Fences any earlier owner of the partition and aborts its open transaction."""
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers(self.settings.broker),
+            transactional_id=self.transactional_id,
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+            linger_ms=5,
+            **client_options(self.settings.security),
+        )
+        await self.producer.start()
+
+    def restore(self, rows: dict[bytes, bytes], committed: int | None) -> None:
+        """Rebuild the state from the changelog rows; resume after the committed offset."""
+        self.position = self.committed = committed or 0
+        self.pending = Pending()
+        self.last_checkpoint = self.last_open_snapshots = time.monotonic()
+
+    async def close(self) -> None:
+        if self.producer is not None:
+            producer, self.producer = self.producer, None
+            await producer.stop()
+
+    def feed(self, records: list[ConsumerRecord], now_ms: int) -> None:
+        raise NotImplementedError
+
+    def take_state_changes(self) -> dict[str, bytes | None]:
+        raise NotImplementedError
+
+    def take_outputs(self, *, open_snapshots: bool) -> list[tuple[str, bytes | None, bytes | None]]:
+        """Output records of this checkpoint besides the pending ones (partials of open windows)."""
+        return []
+
+    def on_committed(self, pending: Pending) -> None:
+        """The checkpoint is durable: count what it holds."""
+
+    def due(self, now: float) -> bool:
+        interval = self.settings.checkpoint_interval_seconds
+        return self.pending.fed >= self.settings.checkpoint_max_events or now - self.last_checkpoint >= interval
+
+    async def checkpoint(self) -> bool:
+        """Write the state changes, outputs and input offset of everything fed since the last
+        checkpoint in one transaction. Returns whether there was anything to write."""
+        assert self.producer is not None, "the task is not open"
+        now = time.monotonic()
+        open_snapshots = now - self.last_open_snapshots >= self.settings.checkpoint_interval_seconds
+        changes = self.take_state_changes()
+        records = self.pending.records + self.take_outputs(open_snapshots=open_snapshots)
+        pending, self.pending = self.pending, Pending()
+        self.last_checkpoint = now
+        if open_snapshots:
+            self.last_open_snapshots = now
+        if not changes and not records and self.position == self.committed:
+            return False
+        # On any error the in-memory state is ahead of the committed one: the caller reopens
+        # the task (a new producer aborts this transaction, the state is restored again).
+        producer = self.producer
+        await producer.begin_transaction()
+        for key, value in changes.items():
+            await producer.send(
+                self.changelog.topic, value, key=self.state_key(key), partition=self.changelog.partition
+            )
+        for topic, record_key, record_value in records:
+            partition = 0 if topic in self.single_partition_topics else None
+            await producer.send(topic, record_value, key=record_key, partition=partition)
+        if self.position != self.committed:
+            await producer.send_offsets_to_transaction({self.tp: self.position}, self.group_id)
+        await producer.commit_transaction()
+        self.committed = self.position
+        self.on_committed(pending)
+        return True
+
+    def state_key(self, key: str) -> bytes:
+        """The changelog key of a state key (the Faust table's key)."""
+        return key.encode()
+
+    @property
+    def single_partition_topics(self) -> tuple[str, str]:
+        return partials_topic(self.settings), clock_topic(self.settings)
+
+
+class StagedSource:
+    """One source stream's `SourceDriver`, restoring each engine from the rows staged for it."""
+
+    def __init__(self, stream: Stream, settings: Settings):
+        self.stream = stream
+        self.topic = settings.topics.source(stream)
+        self.staged: dict[int, list[tuple[str, bytes]]] = {}
+        self.driver = SourceDriver(stream, settings, self.topic, restore=self._rows)
+
+    def _rows(self, partition: int) -> Iterable[tuple[str, bytes]]:
+        return self.staged.pop(partition, [])
+
+
+class SourceTask(PartitionTask):
+    """A source partition: records -> the core's `SourceDriver` -> state, dead letters, partials."""
+
+    def __init__(self, tp: TopicPartition, settings: Settings, group_id: str, source: StagedSource, metrics: Metrics):
+        super().__init__(tp, settings, group_id)
+        self.name = source.stream
+        self.source = source
+        self.driver = source.driver
+        self.metrics = metrics
+        self.changelog = TopicPartition(changelog_topic(settings, state_table(source.stream)), tp.partition)
+
+    def state_key(self, key: str) -> bytes:
+        return table_key(self.tp.partition, key)
+
+    def restore(self, rows: dict[bytes, bytes], committed: int | None) -> None:
+        super().restore(rows, committed)
+        partition = self.tp.partition
+        split = ((split_table_key(raw), value) for raw, value in rows.items())
+        self.source.staged[partition] = [(key, value) for (owner, key), value in split if owner == partition]
+        self.driver.forget([partition])
+        self.driver.engine(partition)  # restored from the staged rows
+
+    def forget(self) -> None:
+        self.driver.forget([self.tp.partition])
+
+    def feed(self, records: list[ConsumerRecord], now_ms: int) -> None:
+        raw = [RawRecord(r.offset, r.value or b"", r.key, r.timestamp) for r in records]
+        result = self.driver.feed(self.tp.partition, raw, now_ms)
+        pending = self.pending
+        dead_letters = self.settings.topics.dead_letters
+        for letter in result.dead_letters:
+            pending.records.append((dead_letters, letter.key, letter.value))
+            pending.dead_letter_reasons.append(letter.reason)
+        counts = pending.counts
+        for outcome, n in zip(OUTCOMES, (result.accepted, result.invalid, result.late, result.duplicates)):
+            counts[outcome] = counts.get(outcome, 0) + n
+        for seconds, channel, priority in result.first_response_seconds:
+            self.metrics.first_response.labels(channel, priority).observe(seconds)
+        for seconds in result.resolution_seconds:
+            self.metrics.resolution.observe(seconds)
+        latency = self.metrics.latency.labels(self.tp.topic)
+        now_s = now_ms / 1000
+        for record in records:
+            latency.observe(max(0.0, now_s - record.timestamp / 1000))
+        pending.fed += len(records)
+        self.position = records[-1].offset + 1
+
+    def take_state_changes(self) -> dict[str, bytes | None]:
+        return self.driver.take_changes(self.tp.partition)
+
+    def take_outputs(self, *, open_snapshots: bool) -> list[tuple[str, bytes | None, bytes | None]]:
+        topic = partials_topic(self.settings)
+        partials = self.driver.take_partials(self.tp.partition, snapshots_of_open=open_snapshots)
+        return [(topic, key, value) for key, value in partials]
+
+    def on_committed(self, pending: Pending) -> None:
+        for outcome, n in pending.counts.items():
+            if n:
+                self.metrics.events.labels(self.tp.topic, outcome).inc(n)
+        for reason in pending.dead_letter_reasons:
+            self.metrics.dead_letters.labels(reason).inc()
+
+
+class MergeTask(PartitionTask):
+    """The partials partition: partials -> the core's `MergeDriver` -> merge state, kpi-results."""
+
+    name = "merge"
+
+    def __init__(self, tp: TopicPartition, settings: Settings, group_id: str, listeners: list[ResultListener]):
+        super().__init__(tp, settings, group_id)
+        self.changelog = TopicPartition(changelog_topic(settings, MERGE_TABLE), 0)
+        self.publisher = ResultsPublisher()
+        self.listeners: list[ResultListener] = [self.publisher, *listeners]
+        self.driver = MergeDriver(settings)
+        self.sent_clocks: dict[str, int] | None = None
+
+    def restore(self, rows: dict[bytes, bytes], committed: int | None) -> None:
+        super().restore(rows, committed)
+        self.driver = MergeDriver(self.settings, restore=[(k.decode(), v) for k, v in rows.items()])
+        self.publisher.take()  # results of an attempt that was not committed
+        self.sent_clocks = None
+
+    def feed(self, records: list[ConsumerRecord], now_ms: int) -> None:
+        self._emit(self.driver.apply(r.value for r in records if r.value is not None))
+        self.pending.fed += len(records)
+        self.position = records[-1].offset + 1
+        self._publish_clocks(now_ms, always=False)
+
+    def tick(self, now_ms: int, *, open_updates: bool) -> None:
+        """With `open_updates`, the non-final results of open windows changed since the last call
+        (the caller keeps them at least a second apart); the stream clocks (streams/clock.py), also
+        as a heartbeat."""
+        if open_updates:
+            self._emit(self.driver.open_updates())
+        self._publish_clocks(now_ms, always=True)
+
+    def _publish_clocks(self, now_ms: int, *, always: bool) -> None:
+        """To the clock topic, read by every worker (agents/clock.py `ClockReader`), with this
+        checkpoint: when they changed, or with `always` (the once-a-second heartbeat)."""
+        clocks = self.driver.stream_clocks(now_ms)
+        if clocks == self.sent_clocks and not always:
+            return
+        self.pending.records.append((clock_topic(self.settings), CLOCK_KEY, encode_clocks(clocks, now_ms)))
+        self.sent_clocks = dict(clocks)
+
+    def _emit(self, results) -> None:
+        if not results:
+            return
+        for listener in self.listeners:
+            listener.on_results(results)
+        topic = self.settings.topics.results
+        self.pending.records.extend((topic, key, value) for key, value in self.publisher.take())
+
+    def take_state_changes(self) -> dict[str, bytes | None]:
+        return self.driver.take_changes()
+
+
+async def open_tasks(tasks: Sequence[PartitionTask], reader: AIOKafkaConsumer, consumer: AIOKafkaConsumer) -> None:
+    """Fence the partitions' earlier owners, restore their state and seek to their committed
+    offsets, in that order (the committed offset is read after the fence, so it belongs to the
+    same checkpoint as the restored state)."""
+    await asyncio.gather(*(task.start_producer() for task in tasks))
+    rows = await read_changelog(reader, [task.changelog for task in tasks])
+    for task in tasks:
+        committed = await consumer.committed(task.tp)
+        task.restore(rows[task.changelog], committed)
+        if committed is None:
+            await consumer.seek_to_beginning(task.tp)
+        else:
+            consumer.seek(task.tp, committed)

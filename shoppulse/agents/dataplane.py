@@ -1,0 +1,282 @@
+"""The batch data plane (`data_plane = "batch"`): every input partition read in batches with
+aiokafka and checkpointed in Kafka transactions (agents/checkpoint.py).
+
+One consumer group (the app id, as the Faust plane's) reads the three source topics and the
+partials topic; the partials partition is one more input partition, so the merge stage is
+checkpointed the same way and its kpi-results records are committed with its input offset.
+Per batch, each partition's records go to its task (`SourceTask` feeds the core's
+`SourceDriver`, `MergeTask` the `MergeDriver`); a task is checkpointed every
+`checkpoint_interval_seconds`, after `checkpoint_max_events` records, when its partition is
+revoked and when the worker stops.
+
+Faust stays the application: this is a `mode.Service` started and stopped with the Faust app
+(signals, shutdown), and the app's timer calls `tick`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+from mode import Service
+
+from ..kafka.options import bootstrap_servers, client_options
+from ..outputs.base import ResultListener
+from ..outputs.prometheus import Metrics
+from ..settings import Settings
+from ..streams.events import STREAMS
+from ..topics import partials_topic
+from .checkpoint import MergeTask, PartitionTask, SourceTask, StagedSource, open_tasks
+from .clock import ClockReader
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 100  # longest wait for records, so checkpoints and the stop flag are looked at often
+REOPEN_BACKOFF_SECONDS = 1.0
+
+
+def group_instance_id(settings: Settings) -> str:
+    """The static-membership id: the setting, or one created once and kept in the data dir, so a
+    restarted worker rejoins as the same member and gets its partitions back at once."""
+    if settings.group_instance_id:
+        return settings.group_instance_id
+    path = Path(settings.data_dir) / "group-instance-id"
+    if path.exists():
+        return path.read_text().strip()
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:40]
+    instance = f"{host}-{uuid.uuid4().hex[:8]}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(instance + "\n")
+    return instance
+
+
+class Rebalance(ConsumerRebalanceListener):
+    def __init__(self, plane: BatchDataPlane):
+        self.plane = plane
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.plane.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.plane.on_assigned(set(assigned))
+
+
+class BatchDataPlane(Service):
+    """This worker's input partitions: consumer, tasks, checkpoints."""
+
+    def __init__(
+        self, settings: Settings, metrics: Metrics, listeners: list[ResultListener], clocks: ClockReader, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.clocks = clocks
+        self.metrics = metrics
+        self.listeners = listeners
+        self.group_id = settings.app_id
+        self.sources = {settings.topics.source(s): StagedSource(s, settings) for s in STREAMS}
+        self.partials_topic = partials_topic(settings)
+        self.tasks: dict[TopicPartition, PartitionTask] = {}
+        self.broken: set[TopicPartition] = set()  # assigned, but their task must be reopened
+        self.merging = False  # whether this worker held the partials partition
+        # The contract: non-final updates at most once a second per record, also across a
+        # rebalance that gives the partials partition back to this worker.
+        self.open_update_interval = max(1.0, settings.update_interval_seconds)
+        self.last_open_updates = 0.0
+        # One of: a batch being fed, a checkpoint, a rebalance callback, a tick.
+        self.lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.reader: AIOKafkaConsumer | None = None  # changelog restores (no group)
+        self.stopping = False
+        self.loop_task: asyncio.Task | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def on_start(self) -> None:
+        settings = self.settings
+        session_ms = int(settings.group_session_timeout_seconds * 1000)
+        options = client_options(settings.security)
+        servers = bootstrap_servers(settings.broker)
+        self.reader = AIOKafkaConsumer(
+            bootstrap_servers=servers, isolation_level="read_committed", enable_auto_commit=False, **options
+        )
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=servers,
+            group_id=self.group_id,
+            group_instance_id=group_instance_id(settings),
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=max(100, min(3000, session_ms // 3)),
+            **options,
+        )
+        await self.reader.start()
+        await self.consumer.start()
+        self.consumer.subscribe([*self.sources, self.partials_topic], listener=Rebalance(self))
+        self.loop_task = asyncio.ensure_future(self._run())
+
+    async def on_stop(self) -> None:
+        """SIGTERM or stop: finish the batch in hand, checkpoint every partition, close."""
+        self.stopping = True
+        if self.loop_task is not None:
+            await asyncio.gather(self.loop_task, return_exceptions=True)
+        async with self.lock:
+            await self._checkpoint(list(self.tasks.values()))
+            await self._close(list(self.tasks))
+        for client in (self.consumer, self.reader):
+            if client is not None:
+                await client.stop()
+
+    # ------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        while not self.stopping:
+            try:
+                batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=self.settings.batch_max_events)
+            except KafkaError as exc:  # broker away: aiokafka reconnects by itself
+                log.warning("fetch failed: %r", exc)
+                await asyncio.sleep(REOPEN_BACKOFF_SECONDS)
+                continue
+            async with self.lock:
+                now_ms = int(time.time() * 1000)
+                for tp, records in batch.items():
+                    task = self.tasks.get(tp)
+                    if task is None or tp in self.broken:
+                        continue  # revoked or fenced meanwhile: the next owner reads them again
+                    # A batch fetched before a rebalance may repeat records fed already.
+                    records = [r for r in records if r.offset >= task.position]
+                    if records:
+                        task.feed(records, now_ms)
+                now = time.monotonic()
+                await self._checkpoint([t for t in self.tasks.values() if t.due(now)])
+                if self.broken:
+                    await self._reopen()
+
+    async def tick(self) -> None:
+        """The app's timer: idle partitions adopt their stream's clock, the merge stage's
+        non-final updates and clocks, lag gauges."""
+        async with self.lock:
+            now_ms = int(time.time() * 1000)
+            clocks = self.clocks.clocks
+            for topic, source in self.sources.items():
+                behind = lambda partition, topic=topic: self._behind(topic, partition)  # noqa: E731
+                source.driver.tick(now_ms, behind=behind, clock_ms=clocks.get(source.stream))
+                lag = source.driver.watermark_lag_seconds(now_ms)
+                if lag is not None:
+                    self.metrics.watermark_lag.labels(topic).set(lag)
+                self.metrics.consumer_lag.labels(topic).set(self._consumer_lag(topic))
+            now = time.monotonic()
+            open_updates = now - self.last_open_updates >= self.open_update_interval
+            for task in self.tasks.values():
+                if isinstance(task, MergeTask):
+                    task.tick(now_ms, open_updates=open_updates)
+                    if open_updates:
+                        self.last_open_updates = now
+
+    def _behind(self, topic: str, partition: int) -> bool:
+        """Whether records of the partition wait unread here (or that cannot be told yet)."""
+        tp = TopicPartition(topic, partition)
+        task = self.tasks.get(tp)
+        end = self._readable_end(tp)
+        return task is None or end is None or end > task.position
+
+    def _readable_end(self, tp: TopicPartition) -> int | None:
+        """The last stable offset from the consumer's last fetch (no network call)."""
+        consumer = self.consumer
+        if consumer is None or tp not in consumer.assignment():
+            return None
+        lso = consumer.last_stable_offset(tp)
+        return lso if lso is not None and lso >= 0 else consumer.highwater(tp)
+
+    def _consumer_lag(self, topic: str) -> int:
+        lag = 0
+        for tp, task in self.tasks.items():
+            end = self._readable_end(tp) if tp.topic == topic else None
+            if end is not None:
+                lag += max(0, end - task.position)
+        return lag
+
+    # ------------------------------------------------------------ checkpoints
+
+    async def _checkpoint(self, tasks: list[PartitionTask]) -> None:
+        tasks = [t for t in tasks if t.tp not in self.broken]
+        results = await asyncio.gather(*(t.checkpoint() for t in tasks), return_exceptions=True)
+        fenced = [t.tp for t, result in zip(tasks, results) if isinstance(result, ProducerFenced)]
+        for task, result in zip(tasks, results):
+            if isinstance(result, BaseException) and task.tp not in fenced:
+                log.warning("%s: checkpoint failed (%r); reopening from the last checkpoint", task.tp, result)
+                self.broken.add(task.tp)
+        if fenced and not self.stopping:
+            # A newer owner started the partition's producer: this worker missed a rebalance.
+            # Drop the uncommitted work and rejoin; if the group gives the partition back, it is
+            # reopened from its last checkpoint (private aiokafka API: no public rejoin call).
+            log.warning("%s: fenced by a newer owner; rejoining the group", sorted(map(str, fenced)))
+            await self._close(fenced)
+            assert self.consumer is not None
+            self.consumer._coordinator.request_rejoin()
+
+    async def _reopen(self) -> None:
+        """Tasks whose checkpoint failed: new producer, state and position from the last checkpoint."""
+        broken = [self.tasks[tp] for tp in self.broken if tp in self.tasks]
+        await asyncio.gather(*(t.close() for t in broken), return_exceptions=True)
+        try:
+            await self._open(broken)
+        except Exception as exc:
+            log.warning("reopening %s failed (%r); retrying", sorted(map(str, self.broken)), exc)
+            await asyncio.sleep(REOPEN_BACKOFF_SECONDS)
+            return
+        self.broken.clear()
+
+    async def _open(self, tasks: list[PartitionTask]) -> None:
+        assert self.reader is not None and self.consumer is not None
+        await open_tasks(tasks, self.reader, self.consumer)
+
+    async def _close(self, tps: Iterable[TopicPartition]) -> None:
+        tasks = [self.tasks.pop(tp) for tp in list(tps) if tp in self.tasks]
+        await asyncio.gather(*(t.close() for t in tasks), return_exceptions=True)
+        for task in tasks:
+            self.broken.discard(task.tp)
+            if isinstance(task, SourceTask):
+                task.forget()
+
+    # ------------------------------------------------------------ rebalances
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Checkpoint what was fed from the revoked partitions, then let them go."""
+        async with self.lock:
+            await self._checkpoint([self.tasks[tp] for tp in revoked if tp in self.tasks])
+            await self._close(revoked)
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self.lock:
+            new: list[PartitionTask] = []
+            for tp in sorted(assigned):
+                if tp in self.tasks:
+                    continue
+                if tp.topic == self.partials_topic:
+                    new.append(MergeTask(tp, self.settings, self.group_id, self.listeners))
+                else:
+                    source = self.sources[tp.topic]
+                    new.append(SourceTask(tp, self.settings, self.group_id, source, self.metrics))
+            for task in new:
+                self.tasks[task.tp] = task
+            try:
+                await self._open(new)
+            except Exception as exc:
+                log.warning("opening %s failed (%r); retrying", [str(t.tp) for t in new], exc)
+                self.broken.update(t.tp for t in new)
+            merging = any(tp.topic == self.partials_topic for tp in assigned)
+            if self.merging and not merging:
+                for listener in self.listeners:
+                    listener.on_merge_revoked()  # another worker exports the KPIs now
+            self.merging = merging
