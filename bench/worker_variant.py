@@ -6,7 +6,7 @@ bench/throughput.py --worker-variant VARIANT runs the worker this way. The patch
 here, in the benchmark's process, so the project's code is unchanged. Variants:
 
 - `stock`: no patch (the same as `python -m shoppulse.cli`).
-- `faust-spinner`: puts back Faust's terminal spinner, which `shoppulse/cli.py` `run_worker`
+- `faust-spinner`: puts back Faust's terminal spinner, which `shoppulse/cli/worker.py` `run_worker`
   switches off (`faust_worker.spinner = None`) since 06cf0c3. With the spinner,
   `Worker._setup_spinner_handler` sets the root logger to DEBUG, so every `log.debug` in aiokafka
   and Faust builds a LogRecord that the WARN-level handler then drops: the behaviour before
@@ -39,12 +39,12 @@ def faust_spinner() -> None:
 
 
 def no_flush_writes() -> None:
-    from shoppulse.agents import source
+    from shoppulse.agents import batcher
 
     async def no_wait(app) -> None:
         return None
 
-    source.flush_writes = no_wait
+    batcher.flush_writes = no_wait
 
 
 VARIANTS = {"stock": lambda: None, "faust-spinner": faust_spinner, "no-flush-writes": no_flush_writes}

@@ -25,6 +25,7 @@ from shoppulse.tools.generate import GeneratorConfig, generate_events
 
 pytestmark = pytest.mark.integration
 
+QUANTILE_GAUGES = ("shoppulse_first_response_seconds", "shoppulse_resolution_seconds")
 ID_LABEL = re.compile(r"(^|_)(id|user|visitor|session|order|ticket|customer|email)(_|$)")
 
 
@@ -198,4 +199,12 @@ def test_metrics_families_names_and_counters(namespace, tmp_path):
     promtool = shutil.which("promtool")
     assert promtool, "promtool not found: scripts/setup.sh installs prometheus (apt-get install prometheus)"
     check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), check.stdout + check.stderr
+    # One lint is waived, knowingly: promtool reserves `quantile` for summaries, and the window quantiles
+    # are gauges of the last closed window (a summary's _sum and _count would have to be running totals).
+    # The issue asks for the `quantile` label; docs/design.md says why it is not a summary.
+    waived = {f'{m} non-summary metrics should not have "quantile" label' for m in QUANTILE_GAUGES}
+    problems = [
+        line for line in (check.stdout + check.stderr).splitlines() if line.strip() and line.strip() not in waived
+    ]
+    assert not problems, "\n".join(problems)
+    assert check.returncode in (0, 3), check.stdout + check.stderr  # 3: lint findings, all of them waived above

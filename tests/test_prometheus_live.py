@@ -84,10 +84,15 @@ class Prometheus:
         self.base = f"http://127.0.0.1:{port}"
         self.log = open(folder / "prometheus.log", "w")
         self.process = subprocess.Popen(
-            [binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                binary,
+                f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def api(self, path: str, **params: str) -> dict:
         body = json.loads(_get(f"{self.base}/api/v1/{path}?{urllib.parse.urlencode(params, doseq=True)}"))
@@ -210,8 +215,10 @@ def _run_every_panel_query(prometheus: Prometheus, since: float) -> tuple[int, l
         choices = _variable_values(prometheus, board)
         empty += [f"{name}: variable ${label} has no values" for label, values in choices.items() if not values]
         for panel in dq.panels(board):
-            target_list = [dq.Target(name, panel["title"], panel["id"], t["expr"], t.get("instant", False),
-                                     panel.get("interval")) for t in panel["targets"]]  # fmt: skip
+            target_list = [
+                dq.Target(name, panel["title"], panel["id"], t["expr"], t.get("instant", False), panel.get("interval"))
+                for t in panel["targets"]
+            ]
             for target in target_list:
                 for values in dq.combinations(dq.used_variables(target.expr), choices):
                     expr = dq.substitute(target, values, SCRAPE_SECONDS)
@@ -220,8 +227,9 @@ def _run_every_panel_query(prometheus: Prometheus, since: float) -> tuple[int, l
                     if target.instant:
                         found = prometheus.query(expr)
                     else:
-                        found = prometheus.api("query_range", query=expr, start=str(since), end=str(time.time()),
-                                               step="5")["result"]  # fmt: skip
+                        found = prometheus.api(
+                            "query_range", query=expr, start=str(since), end=str(time.time()), step="5"
+                        )["result"]
                     if not found:
                         empty.append(f"{name} {panel['title']!r} {values.get('window', '')}: {expr}")
     return count, empty
@@ -241,8 +249,11 @@ def test_dashboards_queries_and_alerts_on_a_real_prometheus(namespace, tmp_path)
     calm_traffic = LiveTraffic(settings[calm], GeneratorConfig(rate=RATE, seed=21))
 
     def diagnose() -> str:
-        logs = {"outage worker": shop.worker_log(), "normal worker": calm.worker_log("w1"),
-                "normal generator": repr(calm_traffic.error)}  # fmt: skip
+        logs = {
+            "outage worker": shop.worker_log(),
+            "normal worker": calm.worker_log("w1"),
+            "normal generator": repr(calm_traffic.error),
+        }
         logs.update({f"prometheus {i}": s.log_tail() for i, s in enumerate(servers)})
         logs.update(
             {f"generator {i}": (tmp_path / f"generate-{i}.log").read_text()[-2000:] for i in range(len(generators))}
@@ -252,10 +263,22 @@ def test_dashboards_queries_and_alerts_on_a_real_prometheus(namespace, tmp_path)
     def start_generator(scenario: str, seed: int) -> subprocess.Popen:
         log = open(tmp_path / f"generate-{len(generators)}.log", "w")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shoppulse.cli", "generate", "--rate", str(SHOP_RATE), "--seed", str(seed),
-             "--scenario", scenario],
-            env=shop.env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "shoppulse.cli",
+                "generate",
+                "--rate",
+                str(SHOP_RATE),
+                "--seed",
+                str(seed),
+                "--scenario",
+                scenario,
+            ],
+            env=shop.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         generators.append(proc)
         return proc
 
@@ -325,7 +348,9 @@ def test_dashboards_queries_and_alerts_on_a_real_prometheus(namespace, tmp_path)
             time.sleep(10)
             count, empty = _run_every_panel_query(prometheus, scraping_since)
         unexpected = unexplained(empty)
-        print(f"{elapsed()}: {count} panel queries, {len(empty)} empty ({len(unexpected)} not in MAY_BE_EMPTY): {empty}")
+        print(
+            f"{elapsed()}: {count} panel queries, {len(empty)} empty ({len(unexpected)} not in MAY_BE_EMPTY): {empty}"
+        )
         assert count > 300, count
         assert not unexpected, f"{len(unexpected)} of {count} panel queries returned no data:\n" + "\n".join(unexpected)
         records = [r["record"] for g in alert_rules(settings[shop])["groups"] for r in g["rules"] if "record" in r]
@@ -360,12 +385,18 @@ def test_dashboards_queries_and_alerts_on_a_real_prometheus(namespace, tmp_path)
         muted_at = time.time()
 
         def support_silent():
-            return [a for a in calm_prometheus.firing()
-                    if a["labels"]["alertname"] == "ShoppulseNoEvents" and a["labels"]["family"] == "support"]  # fmt: skip
+            return [
+                a
+                for a in calm_prometheus.firing()
+                if a["labels"]["alertname"] == "ShoppulseNoEvents" and a["labels"]["family"] == "support"
+            ]
 
         _wait_for("ShoppulseNoEvents for support", support_silent, 150, diagnose, every=2)
-        others = [a["labels"] for a in calm_prometheus.firing() if a["labels"]["alertname"] == "ShoppulseNoEvents"
-                  and a["labels"]["family"] != "support"]  # fmt: skip
+        others = [
+            a["labels"]
+            for a in calm_prometheus.firing()
+            if a["labels"]["alertname"] == "ShoppulseNoEvents" and a["labels"]["family"] != "support"
+        ]
         assert not others, others
         print(f"{elapsed()}: support no-data alert firing {time.time() - muted_at:.0f} s after the tickets stopped")
     finally:

@@ -40,6 +40,10 @@ from ..topics import MERGE_TABLE, changelog_topic, clock_topic, partials_topic, 
 # starts its producer; this only bounds how long readers wait if no owner ever comes.
 TRANSACTION_TIMEOUT_MS = 60_000
 OUTCOMES = ("ok", "invalid", "late", "duplicate")
+# The consumer's heartbeats run on this event loop (Faust's consumer has a thread of its own):
+# long synchronous stretches are cut into slices, with a yield between them, or the group
+# would take a busy worker for a dead one.
+SENDS_PER_YIELD = 500
 
 
 def transactional_id(settings: Settings, name: str, partition: int) -> str:
@@ -92,6 +96,7 @@ class PartitionTask:
 
     name: str  # the transactional id's middle part
     changelog: TopicPartition
+    slice_size = 2000  # records fed at once, between two yields to the event loop
 
     def __init__(self, tp: TopicPartition, settings: Settings, group_id: str):
         self.tp = tp
@@ -165,13 +170,20 @@ class PartitionTask:
         # the task (a new producer aborts this transaction, the state is restored again).
         producer = self.producer
         await producer.begin_transaction()
+        sent = 0
         for key, value in changes.items():
             await producer.send(
                 self.changelog.topic, value, key=self.state_key(key), partition=self.changelog.partition
             )
+            sent += 1
+            if sent % SENDS_PER_YIELD == 0:
+                await asyncio.sleep(0)
         for topic, record_key, record_value in records:
             partition = 0 if topic in self.single_partition_topics else None
             await producer.send(topic, record_value, key=record_key, partition=partition)
+            sent += 1
+            if sent % SENDS_PER_YIELD == 0:
+                await asyncio.sleep(0)
         if self.position != self.committed:
             await producer.send_offsets_to_transaction({self.tp: self.position}, self.group_id)
         await producer.commit_transaction()
@@ -268,6 +280,7 @@ class MergeTask(PartitionTask):
     """The partials partition: partials -> the core's `MergeDriver` -> merge state, kpi-results."""
 
     name = "merge"
+    slice_size = 10  # one partial can finalise many windows (a year of backfill, every KPI)
 
     def __init__(self, tp: TopicPartition, settings: Settings, group_id: str, listeners: list[ResultListener]):
         super().__init__(tp, settings, group_id)

@@ -40,7 +40,8 @@ from .clock import ClockReader
 log = logging.getLogger(__name__)
 
 POLL_MS = 100  # longest wait for records, so checkpoints and the stop flag are looked at often
-REOPEN_BACKOFF_SECONDS = 1.0
+RETRY_SECONDS = 1.0
+SLICE_MAX_RECORDS = 200  # records fed under the lock at once (a merge slice can take 0.1 s)
 
 
 def group_instance_id(settings: Settings) -> str:
@@ -84,7 +85,7 @@ class BatchDataPlane(Service):
         self.sources = {settings.topics.source(s): StagedSource(s, settings) for s in STREAMS}
         self.partials_topic = partials_topic(settings)
         self.tasks: dict[TopicPartition, PartitionTask] = {}
-        self.broken: set[TopicPartition] = set()  # assigned, but their task must be reopened
+        self.unopened: set[TopicPartition] = set()  # assigned, paused, to be (re)opened
         self.merging = False  # whether this worker held the partials partition
         # The contract: non-final updates at most once a second per record, also across a
         # rebalance that gives the partials partition back to this worker.
@@ -126,10 +127,11 @@ class BatchDataPlane(Service):
     async def on_stop(self) -> None:
         """SIGTERM or stop: finish the batch in hand, checkpoint every partition, close."""
         self.stopping = True
+        log.warning("stopping: a last checkpoint of %d partitions", len(self.tasks))
         if self.loop_task is not None:
             await asyncio.gather(self.loop_task, return_exceptions=True)
         async with self.lock:
-            await self._checkpoint(list(self.tasks.values()))
+            await self._checkpoint(self._open_tasks())
             await self._close(list(self.tasks))
         for client in (self.consumer, self.reader):
             if client is not None:
@@ -141,26 +143,39 @@ class BatchDataPlane(Service):
         consumer = self.consumer
         assert consumer is not None
         while not self.stopping:
+            if self.unopened:
+                async with self.lock:
+                    await self._open()
             try:
                 batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=self.settings.batch_max_events)
             except KafkaError as exc:  # broker away: aiokafka reconnects by itself
                 log.warning("fetch failed: %r", exc)
-                await asyncio.sleep(REOPEN_BACKOFF_SECONDS)
+                await asyncio.sleep(RETRY_SECONDS)
                 continue
+            now_ms = int(time.time() * 1000)
+            for tp, records in batch.items():
+                for start in range(0, len(records), SLICE_MAX_RECORDS):
+                    # The lock is taken per slice, so a rebalance callback waits one slice at most.
+                    async with self.lock:
+                        if not self._feed(tp, records[start : start + SLICE_MAX_RECORDS], now_ms):
+                            break
+                    await asyncio.sleep(0)  # heartbeats (see checkpoint.SENDS_PER_YIELD)
             async with self.lock:
-                now_ms = int(time.time() * 1000)
-                for tp, records in batch.items():
-                    task = self.tasks.get(tp)
-                    if task is None or tp in self.broken:
-                        continue  # revoked or fenced meanwhile: the next owner reads them again
-                    # A batch fetched before a rebalance may repeat records fed already.
-                    records = [r for r in records if r.offset >= task.position]
-                    if records:
-                        task.feed(records, now_ms)
                 now = time.monotonic()
-                await self._checkpoint([t for t in self.tasks.values() if t.due(now)])
-                if self.broken:
-                    await self._reopen()
+                await self._checkpoint([t for t in self._open_tasks() if t.due(now)])
+
+    def _feed(self, tp: TopicPartition, records: list, now_ms: int) -> bool:
+        task = self.tasks.get(tp)
+        if task is None or tp in self.unopened:
+            return False  # revoked or fenced meanwhile: its next owner reads them again
+        # A batch fetched before a rebalance may repeat records fed already.
+        records = [r for r in records if r.offset >= task.position]
+        for start in range(0, len(records), task.slice_size):
+            task.feed(records[start : start + task.slice_size], now_ms)
+        return True
+
+    def _open_tasks(self) -> list[PartitionTask]:
+        return [t for tp, t in self.tasks.items() if tp not in self.unopened]
 
     async def tick(self) -> None:
         """The app's timer: idle partitions adopt their stream's clock, the merge stage's
@@ -209,13 +224,12 @@ class BatchDataPlane(Service):
     # ------------------------------------------------------------ checkpoints
 
     async def _checkpoint(self, tasks: list[PartitionTask]) -> None:
-        tasks = [t for t in tasks if t.tp not in self.broken]
         results = await asyncio.gather(*(t.checkpoint() for t in tasks), return_exceptions=True)
         fenced = [t.tp for t, result in zip(tasks, results) if isinstance(result, ProducerFenced)]
         for task, result in zip(tasks, results):
             if isinstance(result, BaseException) and task.tp not in fenced:
                 log.warning("%s: checkpoint failed (%r); reopening from the last checkpoint", task.tp, result)
-                self.broken.add(task.tp)
+                self._unopen(task)
         if fenced and not self.stopping:
             # A newer owner started the partition's producer: this worker missed a rebalance.
             # Drop the uncommitted work and rejoin; if the group gives the partition back, it is
@@ -225,27 +239,36 @@ class BatchDataPlane(Service):
             assert self.consumer is not None
             self.consumer._coordinator.request_rejoin()
 
-    async def _reopen(self) -> None:
-        """Tasks whose checkpoint failed: new producer, state and position from the last checkpoint."""
-        broken = [self.tasks[tp] for tp in self.broken if tp in self.tasks]
-        await asyncio.gather(*(t.close() for t in broken), return_exceptions=True)
-        try:
-            await self._open(broken)
-        except Exception as exc:
-            log.warning("reopening %s failed (%r); retrying", sorted(map(str, self.broken)), exc)
-            await asyncio.sleep(REOPEN_BACKOFF_SECONDS)
-            return
-        self.broken.clear()
+    def _unopen(self, task: PartitionTask) -> None:
+        """The task's state is ahead of its last checkpoint: reopen it from there."""
+        self.unopened.add(task.tp)
+        if isinstance(task, SourceTask):
+            task.forget()
+        assert self.consumer is not None
+        self.consumer.pause(task.tp)
 
-    async def _open(self, tasks: list[PartitionTask]) -> None:
+    async def _open(self) -> None:
+        """Open the tasks of newly assigned partitions, and reopen failed ones: fence, restore,
+        seek (checkpoint.open_tasks), then fetch again. Not in the rebalance callback: aiokafka
+        starts heartbeating only after it, and a restore can outlast the session timeout."""
         assert self.reader is not None and self.consumer is not None
-        await open_tasks(tasks, self.reader, self.consumer)
+        tasks = [self.tasks[tp] for tp in self.unopened if tp in self.tasks]
+        await asyncio.gather(*(t.close() for t in tasks), return_exceptions=True)
+        try:
+            await open_tasks(tasks, self.reader, self.consumer)
+        except Exception as exc:
+            log.warning("opening %s failed (%r); retrying", sorted(map(str, self.unopened)), exc)
+            await asyncio.sleep(RETRY_SECONDS)
+            return
+        assigned = self.consumer.assignment()
+        self.consumer.resume(*(t.tp for t in tasks if t.tp in assigned))
+        self.unopened.clear()
 
     async def _close(self, tps: Iterable[TopicPartition]) -> None:
         tasks = [self.tasks.pop(tp) for tp in list(tps) if tp in self.tasks]
         await asyncio.gather(*(t.close() for t in tasks), return_exceptions=True)
         for task in tasks:
-            self.broken.discard(task.tp)
+            self.unopened.discard(task.tp)
             if isinstance(task, SourceTask):
                 task.forget()
 
@@ -254,7 +277,7 @@ class BatchDataPlane(Service):
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Checkpoint what was fed from the revoked partitions, then let them go."""
         async with self.lock:
-            await self._checkpoint([self.tasks[tp] for tp in revoked if tp in self.tasks])
+            await self._checkpoint([t for t in self._open_tasks() if t.tp in revoked])
             await self._close(revoked)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -270,11 +293,10 @@ class BatchDataPlane(Service):
                     new.append(SourceTask(tp, self.settings, self.group_id, source, self.metrics))
             for task in new:
                 self.tasks[task.tp] = task
-            try:
-                await self._open(new)
-            except Exception as exc:
-                log.warning("opening %s failed (%r); retrying", [str(t.tp) for t in new], exc)
-                self.broken.update(t.tp for t in new)
+                self.unopened.add(task.tp)
+            if new:
+                assert self.consumer is not None
+                self.consumer.pause(*(t.tp for t in new))  # until opened by the loop
             merging = any(tp.topic == self.partials_topic for tp in assigned)
             if self.merging and not merging:
                 for listener in self.listeners:

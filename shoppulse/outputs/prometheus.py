@@ -48,8 +48,13 @@ def build_info() -> tuple[str, str]:
     commit = os.environ.get("SHOPPULSE_COMMIT", "")
     if not commit:
         try:
-            found = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
-                                   capture_output=True, text=True, timeout=5)  # fmt: skip
+            found = subprocess.run(
+                ["git", "rev-parse", "--short=12", "HEAD"],
+                cwd=Path(__file__).parent,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
             commit = found.stdout.strip() if found.returncode == 0 else ""
         except (OSError, subprocess.SubprocessError):
             commit = ""
@@ -68,8 +73,12 @@ class Metrics:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
             GCCollector(registry=r)
-        self.build_info = Gauge("shoppulse_build_info", "Always 1: the version and commit this worker runs",
-                                ["version", "commit"], registry=r)  # fmt: skip
+        self.build_info = Gauge(
+            "shoppulse_build_info",
+            "Always 1: the version and commit this worker runs",
+            ["version", "commit"],
+            registry=r,
+        )
         self.build_info.labels(*build_info()).set(1)
         self.events = Counter(
             "shoppulse_events",
