@@ -11,6 +11,8 @@ here, in the benchmark's process, so the project's code is unchanged. Variants:
   `Worker._setup_spinner_handler` sets the root logger to DEBUG, so every `log.debug` in aiokafka
   and Faust builds a LogRecord that the WARN-level handler then drops: the behaviour before
   06cf0c3, to measure that fix against the current code in the same run.
+- `batch-plane`: the batch data plane (`SHOPPULSE_DATA_PLANE=batch`): aiokafka batches and
+  transactional checkpoints instead of Faust agents and tables (docs/design.md).
 - `no-flush-writes`: acks each batch without waiting for its writes to be acknowledged by
   the broker (`agents/source.py` `flush_writes` made a no-op): the code before that fix, to
   measure what the wait costs.
@@ -47,7 +49,19 @@ def no_flush_writes() -> None:
     batcher.flush_writes = no_wait
 
 
-VARIANTS = {"stock": lambda: None, "faust-spinner": faust_spinner, "no-flush-writes": no_flush_writes}
+def batch_plane() -> None:
+    """The batch data plane (`data_plane = "batch"`, shoppulse/agents/dataplane.py)."""
+    import os
+
+    os.environ["SHOPPULSE_DATA_PLANE"] = "batch"
+
+
+VARIANTS = {
+    "stock": lambda: None,
+    "faust-spinner": faust_spinner,
+    "no-flush-writes": no_flush_writes,
+    "batch-plane": batch_plane,
+}
 
 
 if __name__ == "__main__":

@@ -20,8 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import SettingsError
-from .kafka.options import bootstrap_servers
-from .settings import DATA_PLANES, Settings
+from .settings import DATA_PLANES, Settings, bootstrap_servers
 from .streams.events import Priority
 from .streams.goals import goals
 from .streams.kpis import BY_KEY, CATALOGUE

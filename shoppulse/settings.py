@@ -88,3 +88,18 @@ def window_label(seconds: int) -> str:
     if seconds % 60 == 0:
         return f"{seconds // 60}m"
     return f"{seconds}s"
+
+
+KAFKA_SCHEME = "kafka://"
+
+
+def bootstrap_servers(broker: str) -> list[str]:
+    """The `broker` setting as aiokafka's bootstrap list: comma-separated HOST:PORT entries, each
+    also accepted in Faust's own form, kafka://HOST:PORT."""
+    servers = []
+    for entry in broker.split(","):
+        entry = entry.strip()
+        if entry[: len(KAFKA_SCHEME)].lower() == KAFKA_SCHEME:
+            entry = entry[len(KAFKA_SCHEME) :]
+        servers.append(entry)
+    return servers

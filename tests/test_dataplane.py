@@ -24,10 +24,18 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from conftest import DATASETS
-from test_bad_input import collect_invalid
-from test_kpis_kafka import QUICK_CLOSE, SAMPLES, _assert_matches, _events_total, _scrape, _update_contract_problems
+from test_bad_input import _wait_for_metrics, collect_invalid
+from test_kpis_kafka import (
+    ORACLE_SETTINGS,
+    QUICK_CLOSE,
+    SAMPLES,
+    _assert_matches,
+    _events_total,
+    _update_contract_problems,
+)
 
 from shoppulse.kafka.broker import free_port
+from shoppulse.streams.events import encode, key_of
 from shoppulse.tools.generate import GeneratorConfig, generate_events
 from shoppulse.tools.replay import read_events
 
@@ -105,11 +113,14 @@ def test_generated_traffic_through_the_batch_plane(namespace, tmp_path):
 
 
 def test_bad_input_interleaved_with_a_valid_stream(namespace):
-    """Invalid payloads between the valid events of a seeded stream, on the same partitions."""
-    events = _generated(5, 1800)
+    """Invalid payloads between the valid events of a seeded stream, on the same partitions:
+    each dead-lettered once with its reason, topic, partition and offset; the KPIs exact."""
+    pairs = list(generate_events(GeneratorConfig(rate=8, seed=5), start_ms=1_700_000_000_000, duration_s=1800))
+    events = [(stream, msgspec.to_builtins(event)) for stream, event in pairs]
     invalid = list({(s, p): (s, p, r) for s, p, _, r in collect_invalid(1200)}.values())
     ns = namespace(idle_timeout_seconds=5, **BATCH)
-    from shoppulse.streams.events import encode, key_of
+    worker = ns.start_worker()
+    _wait_for_metrics(worker.metrics_port, ns)  # the worker has created the topics
 
     async def produce() -> dict[tuple[str, int, int], str]:
         rng = random.Random(5)
@@ -118,15 +129,13 @@ def test_bad_input_interleaved_with_a_valid_stream(namespace):
         await producer.start()
         try:
             futures = []
-            for stream, event in events:
-                while rng.random() < len(invalid) / len(events):
+            for stream, event in pairs:
+                key = key_of(stream, event).encode()
+                if rng.random() < len(invalid) / len(pairs):
                     item = next(bad, None)
-                    if item is None:
-                        break
-                    # The valid stream's key, so invalid records land between its events.
-                    futures.append((await producer.send(ns.topics[item[0]], item[1], key=b"bad"), item[2]))
-                payload = msgspec.convert(event, type=dict)
-                await producer.send(ns.topics[stream], encode(stream, payload), key=key_of(stream, payload))
+                    if item is not None:  # with a valid event's key: on its partition, before it
+                        futures.append((await producer.send(ns.topics[item[0]], item[1], key=key), item[2]))
+                await producer.send(ns.topics[stream], encode(event), key=key)
             for stream, payload, reason in bad:
                 futures.append((await producer.send(ns.topics[stream], payload, key=b"bad"), reason))
             sent = {}
@@ -137,97 +146,128 @@ def test_bad_input_interleaved_with_a_valid_stream(namespace):
         finally:
             await producer.stop()
 
-    assert ns.shoppulse("config", "check", "/dev/null").returncode in (0, 2)  # warm the CLI import cache
     sent = asyncio.run(produce())
     assert len(sent) >= 1000
-    worker = ns.start_worker()
-    _assert_matches(ns, events, [worker])
+    _assert_exactly_once(ns, events, ["w0"])
     letters = ns.read_to_end(ns.topics["dead_letters"])
     by_source = {(r["source_topic"], r["source_partition"], r["source_offset"]): r for r in letters}
     missing = [k for k in sent if k not in by_source]
     assert not missing, missing[:5]
     assert {k: by_source[k]["reason"] for k in sent} == sent
-    assert len(letters) == len(sent), "dead letters for valid events, or twice for one record"
+    assert len(letters) == len(sent), "dead letters for valid events, or two for one record"
     assert _events_total(worker, "invalid") == len(sent)
     assert worker.poll() is None
     _no_tracebacks(ns, "w0")
 
 
-async def _read_committed(broker: str, topic: str, timeout: float = 60.0) -> list[dict]:
-    """Every committed record of a topic no longer written to, read_committed to its end."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=broker, isolation_level="read_committed", auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )  # fmt: skip
+def _expected(events) -> dict:
+    """The oracle over the events, with the settings of test_kpis_kafka.py (`QUICK_CLOSE`)."""
+    smallest = int(str(QUICK_CLOSE["windows_seconds"]).split(",")[0])
+    kept, _late = oracle.drop_late(events, grace_s=float(QUICK_CLOSE["grace_seconds"]), smallest_window_s=smallest)
+    return oracle.compute(kept, **ORACLE_SETTINGS)
+
+
+async def _read_committed(broker: str, topic: str, *, until, quiet_seconds: float, timeout: float) -> list[dict]:
+    """Records of a topic as a read_committed consumer sees them, from the start until `until`
+    holds and nothing new came for `quiet_seconds` (or `timeout`)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker, isolation_level="read_committed",
+                                auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
     await consumer.start()
+    records: list[dict] = []
+    deadline = last_new = time.monotonic()
+    deadline += timeout
     try:
-        records: list[dict] = []
-        deadline = time.monotonic() + timeout
-        while not consumer.assignment() and time.monotonic() < deadline:
-            await consumer.getmany(timeout_ms=200)
-        tps = sorted(consumer.assignment())
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-            assert time.monotonic() < deadline, f"{topic}: {len(records)} records read in {timeout:.0f} s"
+        while time.monotonic() < deadline:
             for messages in (await consumer.getmany(timeout_ms=500)).values():
                 records.extend(orjson.loads(m.value) for m in messages)
-        return records
+                last_new = time.monotonic()
+            if until(records) and time.monotonic() - last_new > quiet_seconds:
+                break
     finally:
         await consumer.stop()
+    return records
 
 
-def _final_twice(records: list[dict]) -> list:
-    counts = collections.Counter(oracle.key_of(r) for r in records if r["final"])
-    return [key for key, n in counts.items() if n > 1]
+def _assert_exactly_once(ns, events, workers=()) -> dict:
+    """For a read_committed reader of kpi-results: every expected final, each once, equal to the
+    oracle, and the update contract (no non-final after a final, updates a second apart)."""
+    expected = _expected(events)
+    wanted = oracle.required_keys(expected)
+
+    def complete(records: list[dict]) -> bool:
+        return wanted <= {oracle.key_of(r) for r in records if r["final"]}
+
+    records = asyncio.run(_read_committed(ns.broker, ns.topics["results"], until=complete, quiet_seconds=8,
+                                          timeout=300))  # fmt: skip
+    logs = "\n".join(ns.worker_log(w) for w in workers)
+    problems = _update_contract_problems(records)
+    assert not problems, "\n".join(problems[:20])
+    finals = [r for r in records if r["final"]]
+    counts = collections.Counter(oracle.key_of(r) for r in finals)
+    twice = [key for key, n in counts.items() if n > 1]
+    assert not twice, f"{len(twice)} finals seen twice by a read_committed reader, e.g. {twice[:3]}"
+    missing = wanted - set(counts)
+    assert not missing, f"{len(missing)} finals missing, e.g. {sorted(missing, key=str)[:3]}\n{logs}"
+    problems = oracle.compare(expected, finals)
+    assert not problems, "\n".join(problems[:30]) + f"\n{len(problems)} problems\n{logs}"
+    return expected
 
 
-def test_kill_9_at_random_moments_of_a_replay_stays_exact(namespace, tmp_path):
-    """The only worker is killed with SIGKILL at 5 random moments while a replay runs, and
-    restarted with the same data dir (same static member) each time."""
-    events = _generated(11, 3600, rate=6, duplicate_fraction=0.01)
+def test_kill_9_at_random_moments_of_a_replay_stays_exactly_once(namespace, tmp_path):
+    """The only worker is killed with SIGKILL at 5 random moments while a replay runs and while
+    it works through the backlog, and restarted with the same data dir (the same static member)."""
+    events = _generated(11, 3600, rate=15, duplicate_fraction=0.01)
     path = tmp_path / "generated.jsonl"
     _write_jsonl(path, events)
     ns = namespace(idle_timeout_seconds=5, **BATCH)
-    worker = ns.start_worker()
-    deadline = time.monotonic() + 60
-    while not _merging(worker):
-        assert time.monotonic() < deadline and worker.poll() is None, ns.worker_log()
-        time.sleep(0.2)
-    # About 40 s of replay: a gap of N s of event time takes N / 90 s.
-    replay = subprocess.Popen(
-        [sys.executable, "-m", "shoppulse.cli", "replay", "jsonl", str(path), "--quiet", "--speed", "90"],
-        env=ns.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    worker = _start_worker(ns, "w0", "w0")
+    replay = subprocess.Popen([sys.executable, "-m", "shoppulse.cli", "replay", "jsonl", str(path), "--quiet"],
+                              env=ns.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     rng = random.Random(11)
     restarts: list[float] = []
-    try:
-        for kill in range(5):
-            time.sleep(rng.uniform(2, 6))
-            assert replay.poll() is None, f"the replay ended before kill {kill + 1}"
-            worker.kill()
-            worker.wait()
-            time.sleep(rng.uniform(0, 1.5))
-            worker = _start_worker(ns, f"w0-{kill + 1}", data_dir="w0")
-            started = time.monotonic()
-            _wait_for_events(ns, worker, 1, timeout=60, name=f"w0-{kill + 1}")
-            restarts.append(time.monotonic() - started)
-    finally:
-        assert replay.wait(300) == 0, replay.stderr.read() if replay.stderr else ""
-    expected = _assert_matches(ns, events, [worker])
-    records = asyncio.run(_read_committed(ns.broker, ns.topics["results"]))
-    assert not _update_contract_problems(records)
-    twice = _final_twice(records)
-    assert not twice, f"{len(twice)} finals seen twice read_committed, e.g. {twice[:3]}"
-    finals = {oracle.key_of(r) for r in records if r["final"]}
-    assert oracle.required_keys(expected) <= finals, "a final is missing for a read_committed reader"
-    assert max(restarts) < 15, f"processing again after {restarts} s"
+    _wait_for_events(ns, worker, 1)
+    for kill in range(5):
+        time.sleep(rng.uniform(0.5, 4))
+        done = _events_total(worker)
+        worker.kill()
+        worker.wait()
+        assert done < len(events), f"the backlog was done before kill {kill + 1}"
+        name = f"w0-{kill + 1}"
+        worker = _start_worker(ns, name, "w0")
+        started = time.monotonic()
+        _wait_for_events(ns, worker, 1, timeout=60, name=name)
+        restarts.append(time.monotonic() - started)
+    assert replay.wait(120) == 0, replay.stderr.read() if replay.stderr else ""
+    _assert_exactly_once(ns, events, ["w0", *(f"w0-{k + 1}" for k in range(5))])
+    # Seconds from a restart to its first committed checkpoint.
+    assert max(restarts) < 15, f"processing again after {[round(r, 1) for r in restarts]} s"
 
 
-def _merging(worker) -> bool:
-    """The worker holds the merge stage once it exports a window gauge or the clock heartbeat ran:
-    here, once /metrics answers and it reports a consumer lag for every source topic."""
-    try:
-        return "shoppulse_consumer_lag" in _scrape(worker)
-    except OSError:
-        return False
+@pytest.mark.parametrize("leave", ["sigterm", "kill"])
+def test_a_worker_joins_and_one_leaves_mid_backlog_exactly_once(namespace, tmp_path, leave):
+    """A second worker joins while the first works through a backlog; later the first leaves
+    (SIGTERM, or SIGKILL) while a backlog remains, and the second finishes alone."""
+    events = _generated(41, 3600, rate=12, duplicate_fraction=0.02)
+    path = tmp_path / "generated.jsonl"
+    _write_jsonl(path, events)
+    ns = namespace(idle_timeout_seconds=5, **BATCH)
+    _replay(ns, path)
+    n = len(events)
+    first = _start_worker(ns, "w0", "w0")
+    _wait_for_events(ns, first, n * 0.02)
+    second = _start_worker(ns, "w1", "w1")
+    _wait_for_events(ns, second, 1, name="w1")
+    joined_at = _events_total(first) + _events_total(second)
+    assert joined_at < n * 0.8, f"{joined_at:.0f} of {n} events were done when the second worker joined"
+    time.sleep(2)
+    left_at = _events_total(first) + _events_total(second)
+    if leave == "sigterm":
+        first.terminate()
+        assert first.wait(60) == 0, ns.worker_log("w0")
+    else:
+        first.kill()
+        first.wait()
+    assert left_at < n * 0.9, f"{left_at:.0f} of {n} events were done when the first worker left"
+    _assert_exactly_once(ns, events, ["w0", "w1"])
+    _no_tracebacks(ns, "w0", "w1")
+    assert _events_total(second, "late") == 0, "events dead-lettered as late after the rebalances"

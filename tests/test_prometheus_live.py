@@ -35,6 +35,7 @@ from shoppulse.config import apply_overrides, env_overrides
 from shoppulse.kafka.broker import free_port
 from shoppulse.outputs.alerts import AlertOptions, alert_rules, render_prometheus_config, render_rules
 from shoppulse.settings import Settings
+from shoppulse.tools.demo import THINK_TIME_S
 from shoppulse.tools.generate import GeneratorConfig, generate_events
 from shoppulse.tools.generate import run as generate
 from shoppulse.tools.sink import KafkaSink
@@ -246,7 +247,9 @@ def test_dashboards_queries_and_alerts_on_a_real_prometheus(namespace, tmp_path)
     settings = {ns: apply_overrides(Settings(), env_overrides(ns.env), "test namespace") for ns in (shop, calm)}
     generators: list[subprocess.Popen] = []
     servers: list[Prometheus] = []
-    calm_traffic = LiveTraffic(settings[calm], GeneratorConfig(rate=RATE, seed=21))
+    # Shoppers think ~1 s between steps (as in the demo), so the 15 s session timeout does not cut their
+    # sessions apart: normal traffic then has normal bounce and cart abandonment.
+    calm_traffic = LiveTraffic(settings[calm], GeneratorConfig(rate=RATE, seed=21, think_time_s=THINK_TIME_S))
 
     def diagnose() -> str:
         logs = {

@@ -108,6 +108,7 @@ class PartitionTask:
         self.pending = Pending()
         self.last_checkpoint = time.monotonic()
         self.last_open_snapshots = time.monotonic()
+        self.single_partition_topics = (partials_topic(settings), clock_topic(settings))
 
     @property
     def transactional_id(self) -> str:
@@ -195,9 +196,6 @@ class PartitionTask:
         """The changelog key of a state key (the Faust table's key)."""
         return key.encode()
 
-    @property
-    def single_partition_topics(self) -> tuple[str, str]:
-        return partials_topic(self.settings), clock_topic(self.settings)
 
 
 class StagedSource:
@@ -337,8 +335,8 @@ async def open_tasks(tasks: Sequence[PartitionTask], reader: AIOKafkaConsumer, c
     same checkpoint as the restored state)."""
     await asyncio.gather(*(task.start_producer() for task in tasks))
     rows = await read_changelog(reader, [task.changelog for task in tasks])
-    for task in tasks:
-        committed = await consumer.committed(task.tp)
+    offsets = await asyncio.gather(*(consumer.committed(task.tp) for task in tasks))
+    for task, committed in zip(tasks, offsets):
         task.restore(rows[task.changelog], committed)
         if committed is None:
             await consumer.seek_to_beginning(task.tp)

@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 POLL_MS = 100  # longest wait for records, so checkpoints and the stop flag are looked at often
 RETRY_SECONDS = 1.0
-SLICE_MAX_RECORDS = 200  # records fed under the lock at once (a merge slice can take 0.1 s)
 
 
 def group_instance_id(settings: Settings) -> str:
@@ -127,7 +126,7 @@ class BatchDataPlane(Service):
     async def on_stop(self) -> None:
         """SIGTERM or stop: finish the batch in hand, checkpoint every partition, close."""
         self.stopping = True
-        log.warning("stopping: a last checkpoint of %d partitions", len(self.tasks))
+        log.info("stopping: a last checkpoint of %d partitions", len(self.tasks))
         if self.loop_task is not None:
             await asyncio.gather(self.loop_task, return_exceptions=True)
         async with self.lock:
@@ -154,10 +153,14 @@ class BatchDataPlane(Service):
                 continue
             now_ms = int(time.time() * 1000)
             for tp, records in batch.items():
-                for start in range(0, len(records), SLICE_MAX_RECORDS):
+                task = self.tasks.get(tp)
+                size = task.slice_size if task is not None else len(records)
+                for start in range(0, len(records), size):
+                    if self.stopping:
+                        break  # the rest is read again from the last checkpoint
                     # The lock is taken per slice, so a rebalance callback waits one slice at most.
                     async with self.lock:
-                        if not self._feed(tp, records[start : start + SLICE_MAX_RECORDS], now_ms):
+                        if not self._feed(tp, records[start : start + size], now_ms):
                             break
                     await asyncio.sleep(0)  # heartbeats (see checkpoint.SENDS_PER_YIELD)
             async with self.lock:
@@ -170,8 +173,8 @@ class BatchDataPlane(Service):
             return False  # revoked or fenced meanwhile: its next owner reads them again
         # A batch fetched before a rebalance may repeat records fed already.
         records = [r for r in records if r.offset >= task.position]
-        for start in range(0, len(records), task.slice_size):
-            task.feed(records[start : start + task.slice_size], now_ms)
+        if records:
+            task.feed(records, now_ms)
         return True
 
     def _open_tasks(self) -> list[PartitionTask]:

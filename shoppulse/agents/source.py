@@ -7,6 +7,7 @@ dead letters, and hands partition snapshots to the merge stage.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -58,6 +59,7 @@ class SourcePipeline:
             settings.topics.dead_letters, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
         )
         self.partials = partials
+        self.send_lock = asyncio.Lock()  # see send_partials
         # One changelogged table per source, every partition's rows in it (state_keys.table_key).
         self.table = app.Table(state_table(stream), partitions=settings.partitions, key_type=bytes, value_type=bytes)
         self.driver = SourceDriver(stream, settings, self.topic_name, restore=self._state_rows)
@@ -115,8 +117,12 @@ class SourcePipeline:
             self.next_offset[partition] = part_events[-1].message.offset + 1
 
     async def send_partials(self, partition: int, *, snapshots_of_open: bool) -> None:
-        for key, value in self.driver.take_partials(partition, snapshots_of_open=snapshots_of_open):
-            await self.partials.send(key=key, value=value)
+        # The agent and the timer both send; a send can wait (a full producer buffer). Without the
+        # lock a snapshot taken earlier could reach the merge stage after a later one of the same
+        # window, and replace it: the partials must go out in the order they were taken.
+        async with self.send_lock:
+            for key, value in self.driver.take_partials(partition, snapshots_of_open=snapshots_of_open):
+                await self.partials.send(key=key, value=value)
 
     async def tick(self) -> None:
         """Every second: idle partitions adopt the stream clock, non-final snapshots, watermark lag."""

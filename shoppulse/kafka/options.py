@@ -5,25 +5,12 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING
 
-from ..settings import KafkaSecurity, Settings
+from ..settings import KAFKA_SCHEME, KafkaSecurity, Settings, bootstrap_servers
 
 if TYPE_CHECKING:
     import faust
 
-
-KAFKA_SCHEME = "kafka://"
-
-
-def bootstrap_servers(broker: str) -> list[str]:
-    """The `broker` setting as aiokafka's bootstrap list: comma-separated HOST:PORT entries, each
-    also accepted in Faust's own form, kafka://HOST:PORT."""
-    servers = []
-    for entry in broker.split(","):
-        entry = entry.strip()
-        if entry[: len(KAFKA_SCHEME)].lower() == KAFKA_SCHEME:
-            entry = entry[len(KAFKA_SCHEME) :]
-        servers.append(entry)
-    return servers
+__all__ = ["bootstrap_servers", "client_options", "faust_broker", "faust_credentials"]
 
 
 def faust_broker(broker: str) -> list[str]:
