@@ -24,7 +24,7 @@ from ..settings import Settings
 from ..streams.events import STREAMS
 from ..topics import partials_topic
 from .clock import ClockPublisher, ClockReader
-from .dataplane import BatchDataPlane
+from .dataplane import BatchDataPlane, group_instance_id
 from .lag import consumer_lag_task
 from .merge import ResultsPipeline, wire_merge
 from .source import SourcePipeline, wire_source
@@ -102,7 +102,10 @@ def create_batch_app(settings: Settings, listeners: list[ResultListener], metric
     """Faust runs the application (lifecycle, signals, the timer); the batch data plane
     (agents/dataplane.py) reads and checkpoints every input partition, the merge stage's too.
     The Faust app gets an id of its own: Faust always joins a consumer group of its app id,
-    with its own assignor, and the data plane's group is the app id."""
+    with its own assignor, and the data plane's group is the app id. Faust starts the data
+    plane only once its own group has an assignment, so its consumer is a static member too:
+    a restarted worker would otherwise wait for its dead Faust member's session to expire."""
+    session = settings.group_session_timeout_seconds
     app = faust.App(
         f"{settings.app_id}-app",
         broker=faust_broker(settings.broker),
@@ -110,6 +113,9 @@ def create_batch_app(settings: Settings, listeners: list[ResultListener], metric
         datadir=settings.data_dir,
         web_enabled=False,
         topic_replication_factor=settings.replication_factor,
+        consumer_group_instance_id=group_instance_id(settings),
+        broker_session_timeout=session,
+        broker_heartbeat_interval=min(3.0, session / 3),
     )
     smallest_ms = min(settings.windows_seconds) * 1000
     clock = ClockReader(settings)  # the stream clocks, for idle partitions (streams/clock.py)

@@ -197,7 +197,6 @@ class PartitionTask:
         return key.encode()
 
 
-
 class StagedSource:
     """One source stream's `SourceDriver`, restoring each engine from the rows staged for it."""
 

@@ -266,6 +266,9 @@ class BatchDataPlane(Service):
         assigned = self.consumer.assignment()
         self.consumer.resume(*(t.tp for t in tasks if t.tp in assigned))
         self.unopened.clear()
+        if any(isinstance(t, MergeTask) for t in tasks):
+            # The previous owner may have sent non-final updates just before it let go.
+            self.last_open_updates = time.monotonic()
 
     async def _close(self, tps: Iterable[TopicPartition]) -> None:
         tasks = [self.tasks.pop(tp) for tp in list(tps) if tp in self.tasks]

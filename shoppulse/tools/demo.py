@@ -96,13 +96,12 @@ class Demo:
         self.workdir = Path(tempfile.mkdtemp(prefix="shoppulse-demo-"))
         tag = uuid.uuid4().hex[:6]
         metrics_port, prometheus_port, self.kafka_port = free_ports(3)  # picked together: all distinct
-        self.settings = load_settings(
-            args.config,
-            {**DEMO_SETTINGS, "app_id": f"shoppulse-demo-{tag}", "metrics_port": args.metrics_port or metrics_port},
-        )
+        flags = {**DEMO_SETTINGS, "app_id": f"shoppulse-demo-{tag}", "metrics_port": args.metrics_port or metrics_port}
+        if args.broker:
+            flags["broker"] = args.broker  # validated and normalised (kafka://, lists) like every setting
+        self.settings = load_settings(args.config, flags)
         self.prometheus_port = args.prometheus_port or prometheus_port
         if args.broker:
-            self.settings.broker = args.broker
             # A shared broker may hold earlier demos' topics: use fresh ones.
             for name in ("clickstream", "orders", "tickets", "results", "dead_letters"):
                 setattr(self.settings.topics, name, f"{getattr(self.settings.topics, name)}-demo-{tag}")
