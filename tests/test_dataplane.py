@@ -48,8 +48,9 @@ BATCH = {"data_plane": "batch", "group_session_timeout_seconds": 6, **QUICK_CLOS
 
 
 def _generated(seed: int, duration_s: int, rate: float = 8, **config) -> list[tuple[str, dict]]:
-    pairs = generate_events(GeneratorConfig(rate=rate, seed=seed, **config), start_ms=1_700_000_000_000,
-                            duration_s=duration_s)  # fmt: skip
+    pairs = generate_events(
+        GeneratorConfig(rate=rate, seed=seed, **config), start_ms=1_700_000_000_000, duration_s=duration_s
+    )
     return [(stream, msgspec.to_builtins(event)) for stream, event in pairs]
 
 
@@ -66,8 +67,18 @@ def _start_worker(ns, name: str, data_dir: str) -> subprocess.Popen:
     """A worker as `ns.start_worker` starts one, with the data dir of another name (a restart)."""
     port = free_port()
     log = open(ns.tmp_path / f"{name}.log", "w")
-    command = [sys.executable, "-m", "shoppulse.cli", "worker", "--data-dir", str(ns.tmp_path / data_dir),
-               "--metrics-port", str(port), "--metrics-host", "127.0.0.1"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "shoppulse.cli",
+        "worker",
+        "--data-dir",
+        str(ns.tmp_path / data_dir),
+        "--metrics-port",
+        str(port),
+        "--metrics-host",
+        "127.0.0.1",
+    ]
     proc = subprocess.Popen(command, env=ns.env, stdout=log, stderr=subprocess.STDOUT)
     proc.metrics_port = port  # type: ignore[attr-defined]
     ns.workers.append(proc)
@@ -170,8 +181,13 @@ def _expected(events) -> dict:
 async def _read_committed(broker: str, topic: str, *, until, quiet_seconds: float, timeout: float) -> list[dict]:
     """Records of a topic as a read_committed consumer sees them, from the start until `until`
     holds and nothing new came for `quiet_seconds` (or `timeout`)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker, isolation_level="read_committed",
-                                auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=broker,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     records: list[dict] = []
     deadline = last_new = time.monotonic()
@@ -197,8 +213,9 @@ def _assert_exactly_once(ns, events, workers=()) -> dict:
     def complete(records: list[dict]) -> bool:
         return wanted <= {oracle.key_of(r) for r in records if r["final"]}
 
-    records = asyncio.run(_read_committed(ns.broker, ns.topics["results"], until=complete, quiet_seconds=8,
-                                          timeout=300))  # fmt: skip
+    records = asyncio.run(
+        _read_committed(ns.broker, ns.topics["results"], until=complete, quiet_seconds=8, timeout=300)
+    )
     logs = "\n".join(ns.worker_log(w) for w in workers)
     problems = _update_contract_problems(records)
     assert not problems, "\n".join(problems[:20])

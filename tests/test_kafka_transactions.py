@@ -162,8 +162,15 @@ async def test_commit_is_visible_and_abort_is_not(kafka_broker) -> None:
     committed, committed_end = await read_to_end(kafka_broker.bootstrap, topic, "read_committed")
     everything, end = await read_to_end(kafka_broker.bootstrap, topic, "read_uncommitted")
     assert committed == [b"committed-0", b"committed-1", b"committed-2", b"committed-3"]
-    assert everything == [b"committed-0", b"committed-1", b"committed-2", b"aborted-0", b"aborted-1", b"aborted-2",
-                          b"committed-3"]  # fmt: skip
+    assert everything == [
+        b"committed-0",
+        b"committed-1",
+        b"committed-2",
+        b"aborted-0",
+        b"aborted-1",
+        b"aborted-2",
+        b"committed-3",
+    ]
     assert committed_end == end == 10
 
 
@@ -214,8 +221,13 @@ async def test_offsets_commit_atomically_with_the_records(kafka_broker) -> None:
 
         # A new member of the group resumes at the committed offset and redoes the aborted batch.
         await consumer.stop()
-        consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=group, isolation_level="read_committed",
-                                    enable_auto_commit=False, auto_offset_reset="earliest")  # fmt: skip
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=broker,
+            group_id=group,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
         await consumer.start()
         consumer.assign([tp])
         assert await consumer.position(tp) == 10, "resumes at the committed offset"
@@ -296,8 +308,12 @@ async def test_read_committed_restore_after_a_producer_is_killed_mid_transaction
     finally:
         await checkpoint.stop()
 
-    doomed = subprocess.Popen([sys.executable, "-c", OPEN_TRANSACTION, broker, topic, tid], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    doomed = subprocess.Popen(
+        [sys.executable, "-c", OPEN_TRANSACTION, broker, topic, tid],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = await asyncio.wait_for(asyncio.to_thread(doomed.stdout.readline), 30)  # type: ignore[union-attr]
         assert line.strip() == "open", doomed.stderr.read() if doomed.poll() is not None else line  # type: ignore[union-attr]
@@ -370,8 +386,12 @@ class Member:
     """A static member in a subprocess; `state` is the last assignment it printed."""
 
     def __init__(self, broker: str, topic: str, group: str, instance: str, session_ms: int):
-        self.proc = subprocess.Popen([sys.executable, "-c", MEMBER, broker, topic, group, instance, str(session_ms)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", MEMBER, broker, topic, group, instance, str(session_ms)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         self.states: list[dict[str, Any]] = []
         threading.Thread(target=self._read, daemon=True).start()
 

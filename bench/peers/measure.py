@@ -64,14 +64,39 @@ def written(before: dict[str, int] | None, after: dict[str, int] | None, inputs:
 
 def command(peer: str, broker: str, group: str, topics: list[str], progress: Path, data_dir: Path) -> list[str]:
     if peer == "faust-empty":
-        return [sys.executable, str(HERE / "faust_empty.py"), "--broker", broker, "--group", group,
-                "--topics", ",".join(topics), "--progress", str(progress), "--data-dir", str(data_dir)]  # fmt: skip
+        return [
+            sys.executable,
+            str(HERE / "faust_empty.py"),
+            "--broker",
+            broker,
+            "--group",
+            group,
+            "--topics",
+            ",".join(topics),
+            "--progress",
+            str(progress),
+            "--data-dir",
+            str(data_dir),
+        ]
     if peer == "quix":
         clickstream = next(t for t in topics if t.startswith("clickstream"))
         others = [t for t in topics if t != clickstream]
-        return [sys.executable, str(HERE / "quix_app.py"), "--broker", broker, "--group", group,
-                "--clickstream", clickstream, "--other", ",".join(others), "--progress", str(progress),
-                "--state-dir", str(data_dir)]  # fmt: skip
+        return [
+            sys.executable,
+            str(HERE / "quix_app.py"),
+            "--broker",
+            broker,
+            "--group",
+            group,
+            "--clickstream",
+            clickstream,
+            "--other",
+            ",".join(others),
+            "--progress",
+            str(progress),
+            "--state-dir",
+            str(data_dir),
+        ]
     raise ValueError(f"unknown peer {peer!r}; known: {', '.join(PEERS)}")
 
 
@@ -83,8 +108,15 @@ async def committed(admin: AIOKafkaAdminClient, group: str, ends: dict[TopicPart
     return sum(min(meta.offset, ends[tp]) for tp, meta in offsets.items() if tp in ends and meta.offset >= 0)
 
 
-async def peer_run(peer: str, broker: str, ends: dict[TopicPartition, int], workdir: Path, run_tag: str,
-                   broker_pid: int | None, timeout: float) -> dict:  # fmt: skip
+async def peer_run(
+    peer: str,
+    broker: str,
+    ends: dict[TopicPartition, int],
+    workdir: Path,
+    run_tag: str,
+    broker_pid: int | None,
+    timeout: float,
+) -> dict:
     n = sum(ends.values())
     topics = sorted({tp.topic for tp in ends})
     group = f"bench-{peer}-{run_tag}"  # not prefixed by the worker's app id (bench-{run_tag}): see worker_output
@@ -147,14 +179,25 @@ async def peer_run(peer: str, broker: str, ends: dict[TopicPartition, int], work
     log_text = log_path.read_text(errors="replace")
     warnings = [line for line in log_text.splitlines() if re.search(r"WARNING|ERROR|Traceback", line)]
     return {
-        "peer": peer, "group": group, "total_s": t_done, "first_event_s": t_first, "processed_s": t_processed,
-        "eps_total": n / t_done, "eps_from_first": n / (t_done - t_first),
-        "eps_processed": n / (t_processed - t_first) if t_processed else None, "eps_steady": steady_rate(samples, n),
-        "peak_rss_mb": peak_rss / 2**20, "cpu_s": cpu, "cpu_util": cpu / t_done, "broker_cpu_s": broker_cpu,
-        "shutdown_s": shutdown_s, "killed_after_sigterm": killed, "log_warnings": len(warnings),
+        "peer": peer,
+        "group": group,
+        "total_s": t_done,
+        "first_event_s": t_first,
+        "processed_s": t_processed,
+        "eps_total": n / t_done,
+        "eps_from_first": n / (t_done - t_first),
+        "eps_processed": n / (t_processed - t_first) if t_processed else None,
+        "eps_steady": steady_rate(samples, n),
+        "peak_rss_mb": peak_rss / 2**20,
+        "cpu_s": cpu,
+        "cpu_util": cpu / t_done,
+        "broker_cpu_s": broker_cpu,
+        "shutdown_s": shutdown_s,
+        "killed_after_sigterm": killed,
+        "log_warnings": len(warnings),
         "counters": {k: v for k, v in (_progress.read(progress_path) or {}).items() if k not in ("count", "first")},
         "log_sample": sorted({re.sub(r"[0-9]+", "N", line)[-160:] for line in warnings})[:8],
-    }  # fmt: skip
+    }
 
 
 def steady_rate(samples: list[tuple[float, float]], n: int) -> float | None:
