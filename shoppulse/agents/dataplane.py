@@ -193,13 +193,14 @@ class BatchDataPlane(Service):
                 if lag is not None:
                     self.metrics.watermark_lag.labels(topic).set(lag)
                 self.metrics.consumer_lag.labels(topic).set(self._consumer_lag(topic))
-            now = time.monotonic()
-            open_updates = now - self.last_open_updates >= self.open_update_interval
+            # Measured on the wall clock, as the records' `emitted_at`, from the end of the last
+            # updates: their `emitted_at` is taken once they are computed, which takes a while.
+            open_updates = time.time() - self.last_open_updates >= self.open_update_interval
             for task in self.tasks.values():
                 if isinstance(task, MergeTask):
                     task.tick(now_ms, open_updates=open_updates)
                     if open_updates:
-                        self.last_open_updates = now
+                        self.last_open_updates = time.time()
 
     def _behind(self, topic: str, partition: int) -> bool:
         """Whether records of the partition wait unread here (or that cannot be told yet)."""
@@ -268,7 +269,7 @@ class BatchDataPlane(Service):
         self.unopened.clear()
         if any(isinstance(t, MergeTask) for t in tasks):
             # The previous owner may have sent non-final updates just before it let go.
-            self.last_open_updates = time.monotonic()
+            self.last_open_updates = time.time()
 
     async def _close(self, tps: Iterable[TopicPartition]) -> None:
         tasks = [self.tasks.pop(tp) for tp in list(tps) if tp in self.tasks]
