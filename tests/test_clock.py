@@ -71,6 +71,31 @@ def test_clock_state_survives_a_restart_and_a_quiet_stream_goes_on_from_its_wate
     assert restored.clocks(WALL_MS + 2_000) == {"orders": EVENT_MS + 62_000}
 
 
+def test_a_stream_quiet_since_the_start_follows_the_live_streams():
+    """A checkout outage from the first second: no order ever, yet the sales windows close."""
+    clocks = StreamClocks()
+    live_ms = WALL_MS - 20_000
+    clocks.observe(status(0, live_ms, idle=False, family="traffic"))
+    for partition in range(4):
+        clocks.observe(status(partition, 0, idle=True))
+    assert clocks.clocks(WALL_MS) == {"clickstream": live_ms, "orders": live_ms}
+    # Its partitions adopt it and report it: from then on the stream has its own (quiet) clock.
+    for partition in range(4):
+        clocks.observe(status(partition, live_ms, idle=True))
+    clocks.observe(status(0, live_ms + 1_000, idle=False, family="traffic"))
+    assert clocks.clocks(WALL_MS + 3_000) == {"clickstream": live_ms + 1_000, "orders": live_ms}
+    assert clocks.clocks(WALL_MS + 5_000)["orders"] == live_ms + 2_000
+
+
+def test_a_stream_quiet_since_the_start_never_follows_a_replay():
+    """Old events on one stream must not make the first events of another (older still) late."""
+    clocks = StreamClocks()
+    clocks.observe(status(0, EVENT_MS, idle=False, family="support"))
+    for partition in range(4):
+        clocks.observe(status(partition, 0, idle=True))
+    assert clocks.clocks(WALL_MS) == {"tickets": EVENT_MS}
+
+
 def test_clock_record_round_trip():
     value = encode_clocks({"orders": EVENT_MS, "tickets": EVENT_MS + 1}, WALL_MS)
     assert decode_clocks(value) == {"orders": EVENT_MS, "tickets": EVENT_MS + 1}

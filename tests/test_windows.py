@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shoppulse.streams.windows import BEHIND_IDLE_FACTOR, Watermark, window_start
+from shoppulse.streams.windows import BEHIND_IDLE_FACTOR, BEHIND_MAX_QUIET_PER_CHECK_MS, Watermark, window_start
 
 TIMEOUT_MS = 3_000
 WALL_MS = 1_800_000_000_000  # the wall clock of these tests
@@ -46,7 +46,26 @@ def test_partition_behind_its_unread_records_waits_longer_before_it_is_idle():
     assert not wm.check_idle(stalled_ms, behind=True)
     assert not wm.adopt(EVENT_MS + 60_000), "a partition with a backlog must not take the clock"
     assert wm.value == EVENT_MS
-    assert wm.check_idle(WALL_MS + BEHIND_IDLE_FACTOR * TIMEOUT_MS, behind=True)
+    # The stalled tick counted one second; ticks every second add the rest.
+    last = BEHIND_IDLE_FACTOR * TIMEOUT_MS // 1000 - 1
+    for second in range(1, last):
+        assert not wm.check_idle(stalled_ms + second * 1000, behind=True)
+    assert wm.check_idle(stalled_ms + last * 1000, behind=True)
+
+
+def test_a_stall_with_a_backlog_counts_as_one_check_not_as_silence():
+    """A worker that could not tick for a long while has a backlog, not a quiet partition."""
+    wm = Watermark(TIMEOUT_MS)
+    wm.observe(EVENT_MS, WALL_MS)
+    now = WALL_MS + 100 * TIMEOUT_MS  # the first tick after the stall
+    checks = 1
+    while not wm.check_idle(now, behind=True):
+        now += 1000  # then a tick every second, records still waiting
+        checks += 1
+    assert checks == BEHIND_IDLE_FACTOR * TIMEOUT_MS // BEHIND_MAX_QUIET_PER_CHECK_MS
+    wm.arrived(now)
+    assert not wm.check_idle(now + TIMEOUT_MS - 1)
+    assert wm.check_idle(now + TIMEOUT_MS), "caught up (not behind): the plain idle timeout"
 
 
 def test_only_an_idle_partition_adopts_the_clock_and_never_moves_back():

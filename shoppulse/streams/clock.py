@@ -13,8 +13,13 @@ computes for each source stream:
 - while every partition that reported is idle (the stream went quiet): the largest
   watermark when it went quiet, plus the wall-clock time since, so an outage of live traffic
   still closes windows (as zeros), and a finished replay closes its last windows at
-  wall-clock speed from where its event time stood;
-- no clock while no partition has seen an event.
+  wall-clock speed from where its event time stood. (A partition with records waiting
+  unread is not idle however busy its worker is: windows.py, `BEHIND_IDLE_FACTOR`.)
+- while no partition of the stream has seen an event: the clock of the other streams that
+  carry live traffic (a clock within `LIVE_WITHIN_MS` of the wall clock), so that a stream
+  quiet since the worker started (no orders at all during a checkout outage) still closes
+  its windows as zeros; none while no stream is live, so that a replay of old events into
+  a worker that has seen nothing yet, or only other old events, is never late.
 
 The worker's merge agent publishes the clocks every second and whenever they change
 (agents/clock.py); every worker reads them, and its idle engines adopt them (engines/base.py
@@ -35,6 +40,9 @@ from .events import Stream
 from .partials import Progress
 
 STREAM_OF_FAMILY: dict[str, Stream] = {family: stream for stream, cls in ENGINES.items() for family in cls.families}
+# A stream's clock this close to the wall clock means live traffic (event time lags the wall
+# clock by the ingest delay, the grace and the idle timeout, minutes at most).
+LIVE_WITHIN_MS = 15 * 60_000
 CLOCK_KEY = b"clock"  # the key of every clock record (the topic is compacted)
 STATE_PREFIX = "c|"  # merge-table keys of the clock's state: "c|<stream>|<partition>"
 
@@ -70,7 +78,16 @@ class StreamClocks:
             clock = self._clock(stream, wall_ms)
             if clock is not None:
                 out[stream] = clock
+        live = [clock for clock in out.values() if wall_ms - clock <= LIVE_WITHIN_MS]
+        for stream in ENGINES:
+            if stream not in out and live and self._never_seen(stream):
+                out[stream] = min(live)
         return out
+
+    def _never_seen(self, stream: Stream) -> bool:
+        """Every partition of the stream reported, idle, and none has seen an event."""
+        reported = [s for (name, _), s in self.status.items() if name == stream]
+        return bool(reported) and all(s.idle and s.watermark_ms <= 0 for s in reported)
 
     def _clock(self, stream: Stream, wall_ms: int) -> int | None:
         reported = [s for (name, _), s in self.status.items() if name == stream]
@@ -83,7 +100,7 @@ class StreamClocks:
         if stream not in self.quiet:
             base = max(s.watermark_ms for s in reported)
             if base <= 0:
-                return None  # nothing seen yet: time does not start from nothing
+                return None  # nothing seen yet: time does not start from nothing (see clocks)
             self.quiet[stream] = (base, wall_ms)
         base, since = self.quiet[stream]
         return base + max(0, wall_ms - since)
