@@ -46,8 +46,8 @@ def test_partition_behind_its_unread_records_waits_longer_before_it_is_idle():
     assert not wm.check_idle(stalled_ms, behind=True)
     assert not wm.adopt(EVENT_MS + 60_000), "a partition with a backlog must not take the clock"
     assert wm.value == EVENT_MS
-    # The stalled tick counted one second; ticks every second add the rest.
-    last = BEHIND_IDLE_FACTOR * TIMEOUT_MS // 1000 - 1
+    # Quiet time counts from the check that first saw the backlog, a second per check at most.
+    last = BEHIND_IDLE_FACTOR * TIMEOUT_MS // 1000
     for second in range(1, last):
         assert not wm.check_idle(stalled_ms + second * 1000, behind=True)
     assert wm.check_idle(stalled_ms + last * 1000, behind=True)
@@ -62,7 +62,7 @@ def test_a_stall_with_a_backlog_counts_as_one_check_not_as_silence():
     while not wm.check_idle(now, behind=True):
         now += 1000  # then a tick every second, records still waiting
         checks += 1
-    assert checks == BEHIND_IDLE_FACTOR * TIMEOUT_MS // BEHIND_MAX_QUIET_PER_CHECK_MS
+    assert checks == BEHIND_IDLE_FACTOR * TIMEOUT_MS // BEHIND_MAX_QUIET_PER_CHECK_MS + 1
     wm.arrived(now)
     assert not wm.check_idle(now + TIMEOUT_MS - 1)
     assert wm.check_idle(now + TIMEOUT_MS), "caught up (not behind): the plain idle timeout"
@@ -80,3 +80,14 @@ def test_only_an_idle_partition_adopts_the_clock_and_never_moves_back():
     wm.observe(EVENT_MS + 7_000, WALL_MS + 2 * TIMEOUT_MS)  # records again: active, the adopted time stays
     assert not wm.idle
     assert wm.value == EVENT_MS + 10_000
+
+
+def test_an_idle_partition_with_records_waiting_is_no_longer_idle():
+    """Idle for long (a worker started before the replay), then its first records are fetched
+    but not yet processed: adopting the clock now would make them late."""
+    wm = Watermark(TIMEOUT_MS)
+    assert not wm.check_idle(WALL_MS)
+    assert wm.check_idle(WALL_MS + 10 * TIMEOUT_MS)
+    assert not wm.check_idle(WALL_MS + 10 * TIMEOUT_MS + 1000, behind=True)
+    assert not wm.adopt(EVENT_MS)
+    assert wm.value == 0

@@ -27,8 +27,9 @@ class Watermark:
     while idle (see streams/clock.py), whichever is larger; it never moves back. A partition
     is idle after `idle_timeout_ms` of wall-clock time without records (`BEHIND_IDLE_FACTOR`
     times longer while records of it wait unread, counting at most
-    `BEHIND_MAX_QUIET_PER_CHECK_MS` per check). Only an idle partition adopts the clock: by
-    adopting it, the partition itself promises that anything older is late.
+    `BEHIND_MAX_QUIET_PER_CHECK_MS` per check, and from the check that first saw them). Only
+    an idle partition adopts the clock: by adopting it, the partition itself promises that
+    anything older is late.
     """
 
     idle_timeout_ms: int
@@ -37,6 +38,7 @@ class Watermark:
     last_arrival_wall_ms: int | None = None
     last_check_wall_ms: int | None = None
     quiet_ms: int = 0  # wall-clock time without records, as counted by check_idle
+    behind: bool = False  # at the last check, records of it waited unread
     idle: bool = False
 
     @property
@@ -58,6 +60,12 @@ class Watermark:
         """Whether the partition is idle now (`behind`: records of it wait unread)."""
         if self.last_arrival_wall_ms is None:
             self.last_arrival_wall_ms = wall_ms  # start the idle clock at the first tick
+        if behind and not self.behind:
+            # Records of it wait unread: whatever the silence before, it is over. An idle
+            # partition adopting the clock now would turn those records late.
+            self.quiet_ms = 0
+            self.last_arrival_wall_ms = wall_ms
+        self.behind = behind
         since = max(self.last_arrival_wall_ms, self.last_check_wall_ms or 0)
         quiet = max(0, wall_ms - since)
         self.quiet_ms += min(quiet, BEHIND_MAX_QUIET_PER_CHECK_MS) if behind else quiet
