@@ -65,6 +65,7 @@ class SourcePipeline:
         self.driver = SourceDriver(stream, settings, self.topic_name, restore=self._state_rows)
         self.lag_by_partition: dict[int, int] = {}
         self.next_offset: dict[int, int] = {}  # partition -> offset after the last processed event
+        self.start_offset: dict[int, int] = {}  # partition -> committed offset, while none is processed
         self.last_event: dict[int, tuple[faust.StreamT, faust.EventT]] = {}  # for table writes off the stream
         count = metrics.events
         self.counted = {o: count.labels(self.topic_name, o) for o in ("ok", "invalid", "late", "duplicate")}
@@ -79,6 +80,7 @@ class SourcePipeline:
         for partition in partitions:
             self.lag_by_partition.pop(partition, None)
             self.next_offset.pop(partition, None)
+            self.start_offset.pop(partition, None)
             self.last_event.pop(partition, None)
 
     async def process(self, stream: faust.StreamT, events: list[faust.EventT]) -> None:
@@ -170,8 +172,10 @@ class SourcePipeline:
         position = self.next_offset.get(partition)
         if position is not None:
             return highwater > position
-        # Nothing processed since this worker got the partition: the committed offset decides.
-        return highwater > 0 and self.lag_by_partition.get(partition) != 0
+        # Nothing processed since this worker got the partition: the committed offset decides
+        # (not the lag gauge, up to 5 s old: an idle partition's first records must count).
+        start = self.start_offset.get(partition)
+        return start is None or highwater > start
 
     def _assigned(self) -> set[int]:
         """This worker's partitions of the topic, once their state is recovered (never during a rebalance)."""
@@ -194,6 +198,8 @@ class SourcePipeline:
             committed = {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
         assigned = self._assigned()  # a rebalance may have run meanwhile
         for tp in tps:
+            if tp.partition in assigned and tp.partition not in self.next_offset:
+                self.start_offset[tp.partition] = committed.get(tp.partition, 0)
             position = self.next_offset.get(tp.partition, committed.get(tp.partition, 0))
             if tp.partition in assigned and ends.get(tp) is not None:
                 self.lag_by_partition[tp.partition] = max(0, ends[tp] - position)
