@@ -61,6 +61,7 @@ MAY_BE_EMPTY = {  # (panel title, window or "" for any) -> why
     ("First reply p90", "1m"): "no first reply in the last closed minute: no quantile",
     ("SLA breaches", "1m"): "no first reply in the last closed minute: no denominator",
     ("CSAT", "1m"): "no rating in the last closed minute: no denominator",
+    ("First response p90 by channel (window)", "1m"): "a rare channel (social) may have no first reply in a minute",
 }
 GAUGE = "shoppulse_sessions_per_window"
 
