@@ -86,11 +86,14 @@ class StreamClocks:
 
     def _never_seen(self, stream: Stream) -> bool:
         """Every partition of the stream reported, idle, and none has seen an event."""
-        reported = [s for (name, _), s in self.status.items() if name == stream]
+        reported = self._reported(stream)
         return bool(reported) and all(s.idle and s.watermark_ms <= 0 for s in reported)
 
+    def _reported(self, stream: Stream) -> list[PartitionStatus]:
+        return [s for (name, _), s in self.status.items() if name == stream]
+
     def _clock(self, stream: Stream, wall_ms: int) -> int | None:
-        reported = [s for (name, _), s in self.status.items() if name == stream]
+        reported = self._reported(stream)
         active = [s.watermark_ms for s in reported if not s.idle]
         if active:
             self.quiet.pop(stream, None)
