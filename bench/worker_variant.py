@@ -13,6 +13,8 @@ here, in the benchmark's process, so the project's code is unchanged. Variants:
   06cf0c3, to measure that fix against the current code in the same run.
 - `batch-plane`: the batch data plane (`SHOPPULSE_DATA_PLANE=batch`): aiokafka batches and
   transactional checkpoints instead of Faust agents and tables (docs/design.md).
+- `batch-plane-uncompressed`: the batch data plane with `compression_type = "none"`, the
+  default before zstd, to measure what compression saves in bytes and costs in CPU.
 - `no-flush-writes`: acks each batch without waiting for its writes to be acknowledged by
   the broker (`agents/source.py` `flush_writes` made a no-op): the code before that fix, to
   measure what the wait costs.
@@ -56,11 +58,19 @@ def batch_plane() -> None:
     os.environ["SHOPPULSE_DATA_PLANE"] = "batch"
 
 
+def batch_plane_uncompressed() -> None:
+    import os
+
+    batch_plane()
+    os.environ["SHOPPULSE_COMPRESSION_TYPE"] = "none"
+
+
 VARIANTS = {
     "stock": lambda: None,
     "faust-spinner": faust_spinner,
     "no-flush-writes": no_flush_writes,
     "batch-plane": batch_plane,
+    "batch-plane-uncompressed": batch_plane_uncompressed,
 }
 
 

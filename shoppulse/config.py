@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import SettingsError
-from .settings import DATA_PLANES, Settings, bootstrap_servers
+from .settings import COMPRESSION_TYPES, DATA_PLANES, Settings, bootstrap_servers
 from .streams.events import Priority
 from .streams.goals import goals
 from .streams.kpis import BY_KEY, CATALOGUE
@@ -331,6 +331,11 @@ def validate(settings: Settings) -> list[tuple[str, str]]:
             bad(key, f"must be positive, got {getattr(settings, key)}")
     if settings.data_plane not in DATA_PLANES:
         bad("data_plane", f"{settings.data_plane!r} is not allowed; choose one of {', '.join(DATA_PLANES)}")
+    if settings.compression_type not in COMPRESSION_TYPES:
+        bad(
+            "compression_type",
+            f"{settings.compression_type!r} is not allowed; choose one of {', '.join(COMPRESSION_TYPES)}",
+        )
     if settings.group_instance_id and not TOPIC_NAME.fullmatch(settings.group_instance_id):
         bad("group_instance_id", f"{settings.group_instance_id!r}: use letters, digits, `.`, `_`, `-`")
     if not 0 <= settings.metrics_port <= 65535:

@@ -76,9 +76,11 @@ class Settings:
     checkpoint_max_events: int = 50_000  # per input partition
     group_instance_id: str = ""  # static group membership; "" = one kept in data_dir
     group_session_timeout_seconds: float = 10.0
+    compression_type: str = "zstd"  # of the worker's own records (state, partials, results); one of COMPRESSION_TYPES
 
 
 DATA_PLANES = ("faust", "batch")
+COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")  # Kafka's codecs; aiokafka's need cramjam
 
 
 def window_label(seconds: int) -> str:

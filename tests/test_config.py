@@ -145,6 +145,7 @@ def test_check_reports_every_problem_with_allowed_values(tmp_path):
 windows_seconds = [60, 90, 3600]
 partitions = 0
 metrics_port = 70000
+compression_type = "brotli"
 
 [security]
 security_protocol = "SASL"
@@ -166,6 +167,7 @@ bounce_rate = {{ below = 0.5 }}
         f"`security.ssl_cafile`: no such file: {tmp_path / 'no-such-ca.pem'}",
         "`partitions`: must be at least 1, got 0",
         "`metrics_port`: must be a port number from 0 to 65535, got 70000",
+        "`compression_type`: 'brotli' is not allowed; choose one of none, gzip, snappy, lz4, zstd",
         "`windows_seconds`: 90 is not a multiple of 60",
         "`sla_first_reply_seconds.urgnt`: unknown priority (did you mean `urgent`?); the priorities are",
         "`goals.conversion_rat`: unknown KPI `conversion_rat` (did you mean `conversion_rate`?)",

@@ -17,7 +17,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from ..kafka.options import faust_broker, faust_credentials
+from ..kafka.options import compression, faust_broker, faust_credentials
 from ..outputs.base import ResultListener
 from ..outputs.prometheus import Metrics, PrometheusExporter
 from ..settings import Settings
@@ -58,6 +58,7 @@ def create_app(
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         producer_linger_ms=20,
+        producer_compression_type=compression(settings),
         stream_buffer_maxsize=max(4096, settings.batch_max_events * 2),
         broker_commit_every=settings.batch_max_events,
     )

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from ..kafka.options import bootstrap_servers, client_options
+from ..kafka.options import bootstrap_servers, client_options, compression
 from ..outputs.base import ResultListener
 from ..outputs.prometheus import Metrics
 from ..outputs.publisher import ResultsPublisher
@@ -121,6 +121,7 @@ class PartitionTask:
             transactional_id=self.transactional_id,
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
             linger_ms=5,
+            compression_type=compression(self.settings),
             **client_options(self.settings.security),
         )
         await self.producer.start()

@@ -10,12 +10,17 @@ from ..settings import KAFKA_SCHEME, KafkaSecurity, Settings, bootstrap_servers
 if TYPE_CHECKING:
     import faust
 
-__all__ = ["bootstrap_servers", "client_options", "faust_broker", "faust_credentials"]
+__all__ = ["bootstrap_servers", "client_options", "compression", "faust_broker", "faust_credentials"]
 
 
 def faust_broker(broker: str) -> list[str]:
     """The `broker` setting as Faust's broker URLs."""
     return [KAFKA_SCHEME + server for server in bootstrap_servers(broker)]
+
+
+def compression(settings: Settings) -> str | None:
+    """The producer codec of the worker's own records (aiokafka's and Faust's `compression_type`)."""
+    return None if settings.compression_type == "none" else settings.compression_type
 
 
 def client_options(security: KafkaSecurity) -> dict:
