@@ -157,6 +157,20 @@ async def committed(admin: AIOKafkaAdminClient, group: str, ends: dict[TopicPart
     return sum(min(meta.offset, ends[tp]) for tp, meta in offsets.items() if tp in ends and meta.offset >= 0)
 
 
+def worker_command(variant: str | None, data_dir: Path, port: int, profile: Path | None = None) -> list[str]:
+    """`shoppulse worker` (or a bench/worker_variant.py variant of it) on a loopback metrics port."""
+    entry = (
+        ["-m", "shoppulse.cli"]
+        if variant is None
+        else [str(Path(__file__).resolve().parent / "worker_variant.py"), variant]
+    )
+    command = [sys.executable, *entry, "worker", "--data-dir", str(data_dir)]
+    command += ["--metrics-port", str(port), "--metrics-host", "127.0.0.1"]
+    if profile:
+        command[1:1] = ["-m", "cProfile", "-o", str(profile)]
+    return command
+
+
 async def worker_run(
     broker: str,
     env_extra: dict[str, str],
@@ -177,24 +191,7 @@ async def worker_run(
     env = dict(os.environ, **env_extra, SHOPPULSE_APP_ID=app_id)
     data_dir = workdir / app_id
     log_path = workdir / f"{app_id}.log"
-    entry = (
-        ["-m", "shoppulse.cli"]
-        if variant is None
-        else [str(Path(__file__).resolve().parent / "worker_variant.py"), variant]
-    )
-    command = [
-        sys.executable,
-        *entry,
-        "worker",
-        "--data-dir",
-        str(data_dir),
-        "--metrics-port",
-        str(port),
-        "--metrics-host",
-        "127.0.0.1",
-    ]
-    if profile:
-        command[1:1] = ["-m", "cProfile", "-o", str(profile)]
+    command = worker_command(variant, data_dir, port, profile)
     broker_proc = psutil.Process(broker_pid) if broker_pid else None
     broker_cpu0 = sum(broker_proc.cpu_times()[:2]) if broker_proc else None
     admin = AIOKafkaAdminClient(bootstrap_servers=broker)

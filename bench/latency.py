@@ -1,0 +1,298 @@
+"""Latency of the shoppulse worker under steady live traffic (issue 12's latency targets).
+
+    .venv/bin/python bench/latency.py [--rate 5000] [--seconds 300] [--worker-variant batch-plane]
+
+1. Starts a LocalKafka (or uses `--broker`) and a real worker on fresh topics, then produces a
+   seeded `shoppulse generate` timeline of `--rate` events/s **live**: every event's `ts` is
+   moved by one constant so that the timeline starts now, and each event is sent when the
+   wall clock reaches its `ts` (the generator's daily curve moves the rate by a few % over
+   minutes). Sent with the project's producer (`tools.sink.KafkaSink`).
+2. **Record timestamp -> processed**: the worker's `shoppulse_processing_latency_seconds`
+   histogram (Kafka record timestamp, set when the producer sends, to the moment the event
+   is fed to its engine), scraped from /metrics after the warm-up and at the end; the
+   difference is the measured interval. p50/p99 are interpolated within buckets as
+   Prometheus' `histogram_quantile` does; the share at or under 0.5 s is exact (a bucket bound).
+3. **Window close -> final record on kpi-results**: a `read_committed` consumer of
+   `kpi-results` in this process notes when each final record arrives. A window closes when
+   the watermark passes its end + grace; with live timestamps that is the wall-clock moment
+   end + grace, so the latency of a (family, window) is the arrival of its first final record
+   minus (end + grace), and of its last final record. The sessions family is left out: its
+   windows close only when their sessions end (30 min of inactivity), not at end + grace. Only
+   windows that close after the warm-up and at least 10 s before the traffic stops count.
+4. Also: the rate actually produced, and the worker's CPU share and peak RSS (psutil).
+
+Benchmarks print figures; they do not pass or fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+
+import _harness as h  # also puts the repository on sys.path
+import msgspec
+import orjson
+import psutil
+from aiokafka import AIOKafkaConsumer
+from throughput import machine, namespace, worker_command
+
+from shoppulse.kafka.admin import ensure_topics
+from shoppulse.kafka.broker import LocalKafka, free_port
+from shoppulse.streams.kpis import CATALOGUE
+from shoppulse.tools.sink import KafkaSink
+
+BUCKET = re.compile(r'^shoppulse_processing_latency_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} ([0-9.e+]+)$', re.M)
+FAMILY = {kpi.key: kpi.family for kpi in CATALOGUE}
+WARM_UP_S = 30.0  # startup, the first fetches and the first checkpoint
+TAIL_S = 10.0  # windows closing this close to the end of traffic may not have had their final yet
+
+
+def scrape_buckets(port: int) -> dict[float, float] | None:
+    """Cumulative bucket counts of the processing-latency histogram, summed over topics."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    buckets: dict[float, float] = defaultdict(float)
+    for bound, value in BUCKET.findall(text):
+        buckets[float(bound)] += float(value)
+    return dict(buckets)
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """Prometheus' `histogram_quantile`: linear within the bucket that holds the q-th rank."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]] if bounds else 0
+    if not total:
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound in bounds:
+        if buckets[bound] >= rank:
+            if bound == float("inf"):
+                return lower  # as Prometheus: the highest finite bound
+            return lower + (bound - lower) * (rank - below) / max(buckets[bound] - below, 1e-12)
+        lower, below = bound, buckets[bound]
+    return None
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def epoch_ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+async def produce_live(settings, events, started_at: float) -> tuple[int, float]:
+    """Sends each event when the wall clock reaches its (moved) ts. Returns (sent, seconds)."""
+    async with KafkaSink(settings) as sink:
+        for i, (stream, event) in enumerate(events):
+            delay = event.ts / 1000 - time.time()
+            if delay > 0.005:  # the producer's linger batches what is sent meanwhile
+                await asyncio.sleep(delay)
+            elif i % 500 == 0:
+                await asyncio.sleep(0)  # let the producer and the results reader run
+            await sink.send(stream, event)
+    return len(events), time.time() - started_at
+
+
+async def read_finals(settings, arrivals: dict, stop: asyncio.Event) -> None:
+    """(family, window, window_start) -> [first, last] wall-clock arrival of its final records."""
+    consumer = AIOKafkaConsumer(
+        settings.topics.results,
+        bootstrap_servers=settings.broker,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.time()
+            for messages in batch.values():
+                for message in messages:
+                    record = orjson.loads(message.value)
+                    family = FAMILY.get(record["kpi"], "cross")
+                    if not record["final"] or family == "sessions":
+                        continue
+                    key = (family, record["window"], epoch_ms(record["window_start"]), epoch_ms(record["window_end"]))
+                    seen = arrivals.setdefault(key, [now, now])
+                    seen[1] = now
+    finally:
+        await consumer.stop()
+
+
+async def main(args) -> int:
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    info = machine()
+    print(
+        f"machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}, Kafka {info['kafka']}; "
+        f"code {info['code']}"
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="shoppulse-latency-"))
+    broker = None
+    proc = None
+    try:
+        if args.broker:
+            address = args.broker
+        else:
+            broker = LocalKafka(port=0, data_dir=workdir / "kafka").start()
+            address = broker.bootstrap
+        tag = uuid.uuid4().hex[:8]
+        settings, env = namespace(address, tag)
+        settings.app_id = env["SHOPPULSE_APP_ID"] = f"latency-{tag}"
+        await ensure_topics(settings)
+
+        n = int(args.rate * args.seconds)
+        _records, events, start_ms = h.generate(n, rate=args.rate, seed=args.seed)
+        del _records
+        # Move the timeline so it starts once the worker has had time to start.
+        lead_s = 8.0
+        shift = int((time.time() + lead_s) * 1000) - start_ms
+        events = [(stream, msgspec.structs.replace(e, ts=e.ts + shift)) for stream, e in events]
+        first_ts, last_ts = events[0][1].ts, events[-1][1].ts
+        print(
+            f"{n:,} events over {(last_ts - first_ts) / 1000:.0f} s of event time ({args.rate:g} ev/s, seed {args.seed})"
+        )
+
+        port = free_port()
+        log_path = workdir / "worker.log"
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(
+                worker_command(args.worker_variant, workdir / "data", port),
+                env=dict(os.environ, **env),
+                cwd=h.ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        ps = psutil.Process(proc.pid)
+        arrivals: dict = {}
+        stop = asyncio.Event()
+        reader = asyncio.create_task(read_finals(settings, arrivals, stop))
+        producing = asyncio.create_task(produce_live(settings, events, first_ts / 1000))
+
+        warm_until = first_ts / 1000 + WARM_UP_S
+        while time.time() < warm_until:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            await asyncio.sleep(0.5)
+        before = scrape_buckets(port)
+        if before is None:
+            raise RuntimeError(f"no /metrics {WARM_UP_S:.0f} s after the start; log {log_path}")
+        cpu0, t0 = sum(ps.cpu_times()[:2]), time.perf_counter()
+        peak_rss = 0
+        while not producing.done():
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            peak_rss = max(peak_rss, ps.memory_info().rss)
+            await asyncio.sleep(0.5)
+        sent, produce_s = await producing
+        await asyncio.sleep(2.0)  # the last records' latency (they are counted when processed)
+        after = scrape_buckets(port) or {}
+        cpu_share = (sum(ps.cpu_times()[:2]) - cpu0) / (time.perf_counter() - t0)
+        await asyncio.sleep(TAIL_S)
+        stop.set()
+        await reader
+
+        measured = {b: after.get(b, 0) - before.get(b, 0) for b in after}
+        count = measured.get(float("inf"), 0)
+        p50, p99 = histogram_quantile(0.5, measured), histogram_quantile(0.99, measured)
+        within = measured.get(0.5, 0) / count if count else 0.0
+        grace_ms = int(settings.grace_seconds * 1000)
+        last_close = last_ts - TAIL_S * 1000
+        closes = {
+            key: [(first * 1000 - (key[3] + grace_ms)) / 1000, (last * 1000 - (key[3] + grace_ms)) / 1000]
+            for key, (first, last) in arrivals.items()
+            if warm_until * 1000 <= key[3] + grace_ms <= last_close
+        }
+        missing = []  # (family, window) closes in the interval with no final at all
+        for family in ("traffic", "sales", "support"):
+            for size in settings.windows_seconds:
+                end = (int(warm_until * 1000) - grace_ms) // (size * 1000) * (size * 1000) + size * 1000
+                while end + grace_ms <= last_close:
+                    if end + grace_ms >= warm_until * 1000 and not any(
+                        k[0] == family and k[3] == end and k[3] - k[2] == size * 1000 for k in closes
+                    ):
+                        missing.append((family, size, end))
+                    end += size * 1000
+        firsts = [v[0] for v in closes.values()]
+        lasts = [v[1] for v in closes.values()]
+
+        print(f"produced {sent:,} events in {produce_s:.1f} s: {sent / produce_s:,.0f} events/s")
+        print(
+            f"worker [{args.worker_variant or 'stock'}]: CPU {cpu_share:.0%} of one core, peak RSS {peak_rss / 2**20:.0f} MB"
+        )
+        print(
+            f"record timestamp -> processed, {count:,.0f} events after the {WARM_UP_S:.0f} s warm-up: "
+            f"p50 {p50:.3f} s, p99 {p99:.3f} s, {within:.2%} within 0.5 s (target: p99 <= 0.5 s)"
+        )
+        if firsts:
+            print(
+                f"window close (end + grace) -> final on kpi-results, {len(closes)} (family, window) closes: "
+                f"first record p50 {quantile(firsts, 0.5):.2f} s, p99 {quantile(firsts, 0.99):.2f} s, "
+                f"max {max(firsts):.2f} s; last record p50 {quantile(lasts, 0.5):.2f} s, "
+                f"p99 {quantile(lasts, 0.99):.2f} s, max {max(lasts):.2f} s (target: p99 <= 2 s)"
+            )
+            for key, (first, last) in sorted(closes.items(), key=lambda kv: (kv[0][3], kv[0][0])):
+                print(f"  {key[0]:8} {key[1]:>3} ending {key[3] // 1000}: first {first:.2f} s, last {last:.2f} s")
+        print(f"closes in the interval with no final record: {len(missing)} {missing[:6]}")
+        if args.json:
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "machine": info,
+                        "rate": args.rate,
+                        "seconds": args.seconds,
+                        "variant": args.worker_variant or "stock",
+                        "produced_eps": sent / produce_s,
+                        "cpu_share": cpu_share,
+                        "peak_rss_mb": peak_rss / 2**20,
+                        "processing_buckets": {str(k): v for k, v in measured.items()},
+                        "processing_p50_s": p50,
+                        "processing_p99_s": p99,
+                        "closes": [[*k, *v] for k, v in closes.items()],
+                        "missing": missing,
+                    },
+                    indent=1,
+                )
+            )
+        return 0
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if broker is not None:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=5000.0, help="events/s produced live")
+    parser.add_argument("--seconds", type=float, default=300.0, help="how long traffic runs")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--broker", help="HOST:PORT of a running broker (default: start a LocalKafka)")
+    parser.add_argument("--worker-variant", default="batch-plane", help="bench/worker_variant.py variant, or 'stock'")
+    parser.add_argument("--json", help="also write the raw figures to this file")
+    args = parser.parse_args()
+    if args.worker_variant == "stock":
+        args.worker_variant = None
+    sys.exit(asyncio.run(main(args)))
