@@ -15,6 +15,8 @@ here, in the benchmark's process, so the project's code is unchanged. Variants:
   transactional checkpoints instead of Faust agents and tables (docs/design.md).
 - `batch-plane-uncompressed`: the batch data plane with `compression_type = "none"`, the
   default before zstd, to measure what compression saves in bytes and costs in CPU.
+- `batch-plane-1s-checkpoints`: the batch data plane checkpointing every second in a backlog
+  too (`catch_up_checkpoint_interval_seconds = 1`), the behaviour before that setting.
 - `no-flush-writes`: acks each batch without waiting for its writes to be acknowledged by
   the broker (`agents/source.py` `flush_writes` made a no-op): the code before that fix, to
   measure what the wait costs.
@@ -65,12 +67,20 @@ def batch_plane_uncompressed() -> None:
     os.environ["SHOPPULSE_COMPRESSION_TYPE"] = "none"
 
 
+def batch_plane_1s_checkpoints() -> None:
+    import os
+
+    batch_plane()
+    os.environ["SHOPPULSE_CATCH_UP_CHECKPOINT_INTERVAL_SECONDS"] = "1"
+
+
 VARIANTS = {
     "stock": lambda: None,
     "faust-spinner": faust_spinner,
     "no-flush-writes": no_flush_writes,
     "batch-plane": batch_plane,
     "batch-plane-uncompressed": batch_plane_uncompressed,
+    "batch-plane-1s-checkpoints": batch_plane_1s_checkpoints,
 }
 
 

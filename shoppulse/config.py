@@ -325,6 +325,7 @@ def validate(settings: Settings) -> list[tuple[str, str]]:
         "update_interval_seconds",
         "batch_within_seconds",
         "checkpoint_interval_seconds",
+        "catch_up_checkpoint_interval_seconds",
         "group_session_timeout_seconds",
     ):
         if getattr(settings, key) <= 0:

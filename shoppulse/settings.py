@@ -74,6 +74,7 @@ class Settings:
     data_plane: str = "faust"  # one of DATA_PLANES
     checkpoint_interval_seconds: float = 1.0
     checkpoint_max_events: int = 50_000  # per input partition
+    catch_up_checkpoint_interval_seconds: float = 5.0  # while a partition is a batch or more behind
     group_instance_id: str = ""  # static group membership; "" = one kept in data_dir
     group_session_timeout_seconds: float = 10.0
     compression_type: str = "zstd"  # of the worker's own records (state, partials, results); one of COMPRESSION_TYPES

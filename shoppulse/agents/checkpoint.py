@@ -150,9 +150,15 @@ class PartitionTask:
     def on_committed(self, pending: Pending) -> None:
         """The checkpoint is durable: count what it holds."""
 
-    def due(self, now: float) -> bool:
-        interval = self.settings.checkpoint_interval_seconds
-        return self.pending.fed >= self.settings.checkpoint_max_events or now - self.last_checkpoint >= interval
+    def due(self, now: float, *, catching_up: bool) -> bool:
+        """Whether to checkpoint now. While the partition works through a backlog
+        (`catching_up`), checkpoints are further apart: each rewrites every changed session and
+        window, and live updates of windows that will be final in seconds are worth little."""
+        settings = self.settings
+        interval = settings.checkpoint_interval_seconds
+        if catching_up:
+            interval = max(interval, settings.catch_up_checkpoint_interval_seconds)
+        return self.pending.fed >= settings.checkpoint_max_events or now - self.last_checkpoint >= interval
 
     async def checkpoint(self) -> bool:
         """Write the state changes, outputs and input offset of everything fed since the last

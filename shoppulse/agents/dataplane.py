@@ -6,7 +6,8 @@ partials topic; the partials partition is one more input partition, so the merge
 checkpointed the same way and its kpi-results records are committed with its input offset.
 Per batch, each partition's records go to its task (`SourceTask` feeds the core's
 `SourceDriver`, `MergeTask` the `MergeDriver`); a task is checkpointed every
-`checkpoint_interval_seconds`, after `checkpoint_max_events` records, when its partition is
+`checkpoint_interval_seconds` (`catch_up_checkpoint_interval_seconds` while a batch or more
+of its records wait unread), after `checkpoint_max_events` records, when its partition is
 revoked and when the worker stops.
 
 Faust stays the application: this is a `mode.Service` started and stopped with the Faust app
@@ -165,7 +166,10 @@ class BatchDataPlane(Service):
                     await asyncio.sleep(0)  # heartbeats (see checkpoint.SENDS_PER_YIELD)
             async with self.lock:
                 now = time.monotonic()
-                await self._checkpoint([t for t in self._open_tasks() if t.due(now)])
+                backlog = self.settings.batch_max_events
+                await self._checkpoint(
+                    [t for t in self._open_tasks() if t.due(now, catching_up=self._lag(t.tp) >= backlog)]
+                )
 
     def _feed(self, tp: TopicPartition, records: list, now_ms: int) -> bool:
         task = self.tasks.get(tp)
@@ -217,13 +221,14 @@ class BatchDataPlane(Service):
         lso = consumer.last_stable_offset(tp)
         return lso if lso is not None and lso >= 0 else consumer.highwater(tp)
 
+    def _lag(self, tp: TopicPartition) -> int:
+        """Records of the partition not fed yet, as of the last fetch (0 when unknown)."""
+        task = self.tasks.get(tp)
+        end = self._readable_end(tp)
+        return 0 if task is None or end is None else max(0, end - task.position)
+
     def _consumer_lag(self, topic: str) -> int:
-        lag = 0
-        for tp, task in self.tasks.items():
-            end = self._readable_end(tp) if tp.topic == topic else None
-            if end is not None:
-                lag += max(0, end - task.position)
-        return lag
+        return sum(self._lag(tp) for tp in self.tasks if tp.topic == topic)
 
     # ------------------------------------------------------------ checkpoints
 
