@@ -3,10 +3,9 @@
     .venv/bin/python bench/latency.py [--rate 5000] [--seconds 300] [--worker-variant batch-plane]
 
 1. Starts a LocalKafka (or uses `--broker`) and a real worker on fresh topics, then produces a
-   seeded `shoppulse generate` timeline of `--rate` events/s **live**: every event's `ts` is
-   moved by one constant so that the timeline starts now, and each event is sent when the
-   wall clock reaches its `ts` (the generator's daily curve moves the rate by a few % over
-   minutes). Sent with the project's producer (`tools.sink.KafkaSink`).
+   seeded `shoppulse generate` timeline **live** at `--rate` events/s: the timeline is moved
+   to start now and scaled linearly to that mean rate (the generator's daily curve makes its
+   own rate vary), and each event is sent when the wall clock reaches its `ts`. Sent with the project's producer (`tools.sink.KafkaSink`).
 2. **Record timestamp -> processed**: the worker's `shoppulse_processing_latency_seconds`
    histogram (Kafka record timestamp, set when the producer sends, to the moment the event
    is fed to its engine), scraped from /metrics after the warm-up and at the end; the
@@ -160,12 +159,15 @@ async def main(args) -> int:
         await ensure_topics(settings)
 
         n = int(args.rate * args.seconds)
-        _records, events, start_ms = h.generate(n, rate=args.rate, seed=args.seed)
+        _records, events, _start_ms = h.generate(n, rate=args.rate, seed=args.seed)
         del _records
-        # Move the timeline so it starts once the worker has had time to start.
+        # Move the timeline so it starts once the worker has had time to start, and scale it to
+        # exactly `rate` on average (the generator's daily curve makes its rate a mean only).
         lead_s = 8.0
-        shift = int((time.time() + lead_s) * 1000) - start_ms
-        events = [(stream, msgspec.structs.replace(e, ts=e.ts + shift)) for stream, e in events]
+        origin = events[0][1].ts
+        scale = (events[-1][1].ts - origin) / 1000 / (n / args.rate)
+        start = int((time.time() + lead_s) * 1000)
+        events = [(stream, msgspec.structs.replace(e, ts=start + int((e.ts - origin) / scale))) for stream, e in events]
         first_ts, last_ts = events[0][1].ts, events[-1][1].ts
         print(
             f"{n:,} events over {(last_ts - first_ts) / 1000:.0f} s of event time ({args.rate:g} ev/s, seed {args.seed})"
