@@ -197,7 +197,11 @@ async def main(args) -> int:
         before = scrape_buckets(port)
         if before is None:
             raise RuntimeError(f"no /metrics {WARM_UP_S:.0f} s after the start; log {log_path}")
+        me = psutil.Process()
+        broker_ps = psutil.Process(broker.process.pid) if broker is not None else None
         cpu0, t0 = sum(ps.cpu_times()[:2]), time.perf_counter()
+        own_cpu0 = sum(me.cpu_times()[:2])
+        broker_cpu0 = sum(broker_ps.cpu_times()[:2]) if broker_ps else 0.0
         peak_rss = 0
         while not producing.done():
             if proc.poll() is not None:
@@ -207,7 +211,10 @@ async def main(args) -> int:
         sent, produce_s = await producing
         await asyncio.sleep(2.0)  # the last records' latency (they are counted when processed)
         after = scrape_buckets(port) or {}
-        cpu_share = (sum(ps.cpu_times()[:2]) - cpu0) / (time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        cpu_share = (sum(ps.cpu_times()[:2]) - cpu0) / elapsed
+        own_share = (sum(me.cpu_times()[:2]) - own_cpu0) / elapsed  # producer and results reader
+        broker_share = (sum(broker_ps.cpu_times()[:2]) - broker_cpu0) / elapsed if broker_ps else None
         await asyncio.sleep(TAIL_S)
         stop.set()
         await reader
@@ -238,7 +245,10 @@ async def main(args) -> int:
 
         print(f"produced {sent:,} events in {produce_s:.1f} s: {sent / produce_s:,.0f} events/s")
         print(
-            f"worker [{args.worker_variant or 'stock'}]: CPU {cpu_share:.0%} of one core, peak RSS {peak_rss / 2**20:.0f} MB"
+            f"worker [{args.worker_variant or 'stock'}]: CPU {cpu_share:.0%} of one core, peak RSS "
+            f"{peak_rss / 2**20:.0f} MB; this process (producer, results reader) {own_share:.0%}"
+            + (f", broker {broker_share:.0%}" if broker_share is not None else "")
+            + f"; load {h.load_average()}"
         )
         print(
             f"record timestamp -> processed, {count:,.0f} events after the {WARM_UP_S:.0f} s warm-up: "
@@ -264,6 +274,8 @@ async def main(args) -> int:
                         "variant": args.worker_variant or "stock",
                         "produced_eps": sent / produce_s,
                         "cpu_share": cpu_share,
+                        "bench_cpu_share": own_share,
+                        "broker_cpu_share": broker_share,
                         "peak_rss_mb": peak_rss / 2**20,
                         "processing_buckets": {str(k): v for k, v in measured.items()},
                         "processing_p50_s": p50,
