@@ -95,6 +95,20 @@ class InProcessPipeline(Pipeline):
                 self.process_batch(stream, items)
         self.timed_tick()
 
+    def run_live(self, records, timestamps) -> None:
+        """Live cadence: the records of each second of event time as one batch per stream and
+        partition, then the 1-second tick (open windows' snapshots and non-final updates), as a
+        worker keeping up with live traffic runs them."""
+        by_second: dict[int, list] = defaultdict(list)
+        for record, ts in zip(records, timestamps, strict=True):
+            by_second[ts // 1000].append(record)
+        for second in sorted(by_second):
+            for stream in STREAMS:
+                items = [r for r in by_second[second] if r[0] == stream]
+                if items:
+                    self.process_batch(stream, items)
+            self.timed_tick()
+
     def process_batch(self, stream: str, items) -> None:
         """One agent batch: split by partition, then the driver per partition."""
         now_ms = int(time.time() * 1000)

@@ -1,6 +1,7 @@
 """cProfile of the in-process path (partition engines + merger, no Faust, no Kafka).
 
     .venv/bin/python bench/profile_engine.py [--events N] [--rate EV_PER_S] [--seed S] [--out FILE.prof]
+    .venv/bin/python bench/profile_engine.py --live --events 240000 --rate 2000
 
 Generates N events (default 200k) as bench/throughput.py does, runs them once through
 `_harness.InProcessPipeline` unprofiled (events/s and per-stage seconds), then again under
@@ -39,7 +40,16 @@ def main() -> None:
     parser.add_argument(
         "--largest", type=int, metavar="K", help="only: the K largest state records (engine and merge stage) by key"
     )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="only: events/s and stages with backlog batches against the live cadence (one batch "
+        "per partition per second of event time, then a tick), and a profile of the live one",
+    )
     args = parser.parse_args()
+    if args.live:
+        live(args)
+        return
     if args.largest:
         largest(args)
         return
@@ -127,6 +137,45 @@ def main() -> None:
     total = sum(r[1] for r in rows)
     for name, own, calls in rows[:20]:
         print(f"{name:60} {own:7.2f} s {100 * own / total:5.1f} % {calls:>10,} calls")
+
+
+def live(args) -> None:
+    """What live traffic costs the core beyond a backlog: the same events, fed in backlog batches
+    and at the live cadence (`InProcessPipeline.run_live`), 3 runs each, interleaved."""
+    print(f"load average {h.load_average()}; code {h.code_version()}")
+    records, events, _start = h.generate(args.events, rate=args.rate, seed=args.seed)
+    timestamps = [event.ts for _, event in events]
+    del events
+    span = (timestamps[-1] - timestamps[0]) / 1000
+    print(f"{len(records):,} events over {span:.0f} s of event time ({args.rate:g} ev/s)")
+    runs: dict[str, list] = {"backlog": [], "live": []}
+    for _ in range(3):
+        for cadence in runs:
+            pipeline = h.InProcessPipeline()
+            started = time.perf_counter()
+            if cadence == "live":
+                pipeline.run_live(records, timestamps)
+            else:
+                pipeline.run(records)
+            runs[cadence].append((len(records) / (time.perf_counter() - started), dict(pipeline.seconds)))
+    for cadence, results in runs.items():
+        rates = [r for r, _ in results]
+        stages = results[rates.index(h.median(rates))][1]
+        print(
+            f"{cadence:8} {h.median_range(rates)} events/s; CPU per second of traffic at {args.rate:g} ev/s: "
+            f"{args.rate / h.median(rates):.2f} s; stages of the median run (s): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+        )
+    profiler = cProfile.Profile()
+    pipeline = h.InProcessPipeline()
+    profiler.enable()
+    pipeline.run_live(records, timestamps)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).strip_dirs().sort_stats("cumulative").print_stats(args.top)
+    text = out.getvalue()
+    print(f"\n=== live cadence: top {args.top} by cumulative ===")
+    print(text[text.index("   ncalls") :].rstrip())
 
 
 def largest(args) -> None:
