@@ -46,7 +46,7 @@ import msgspec
 import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer
-from throughput import machine, namespace, worker_command
+from throughput import machine, machine_line, namespace, worker_command
 
 from shoppulse.kafka.admin import ensure_topics
 from shoppulse.kafka.broker import LocalKafka, free_port
@@ -140,10 +140,7 @@ async def read_finals(settings, arrivals: dict, stop: asyncio.Event) -> None:
 async def main(args) -> int:
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     info = machine()
-    print(
-        f"machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}, Kafka {info['kafka']}; "
-        f"code {info['code']}"
-    )
+    print(machine_line(info))
     workdir = Path(tempfile.mkdtemp(prefix="shoppulse-latency-"))
     broker = None
     proc = None

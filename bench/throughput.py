@@ -345,13 +345,17 @@ def machine() -> dict:
     }
 
 
-async def main(args) -> int:
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retries right after topic creation are expected
-    info = machine()
-    print(
+def machine_line(info: dict) -> str:
+    return (
         f"machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}, Kafka {info['kafka']}, "
         f"{info['java']}, {info['mem_gb']} GB; code {info['code']}"
     )
+
+
+async def main(args) -> int:
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retries right after topic creation are expected
+    info = machine()
+    print(machine_line(info))
     workdir = Path(tempfile.mkdtemp(prefix="shoppulse-bench-"))
     broker = None
     try:

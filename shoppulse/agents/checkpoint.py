@@ -198,7 +198,7 @@ class PartitionTask:
         `send` per record costs a future, a partitioner call and an accumulator lookup each,
         the largest share of the checkpoint (docs/performance.md)."""
         topic, partition = self.changelog.topic, self.changelog.partition
-        batch, size = producer.create_batch(), 0
+        batch = producer.create_batch()
         for key, value in changes.items():
             record_key = self.state_key(key)
             if batch.append(key=record_key, value=value, timestamp=None) is None:  # full
@@ -206,8 +206,7 @@ class PartitionTask:
                 await asyncio.sleep(0)  # heartbeats
                 batch = producer.create_batch()
                 batch.append(key=record_key, value=value, timestamp=None)  # a first record always fits
-            size += 1
-        if size:
+        if changes:
             await producer.send_batch(batch, topic, partition=partition)
 
     def state_key(self, key: str) -> bytes:
