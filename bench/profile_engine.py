@@ -227,10 +227,11 @@ def memory(records) -> None:
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
     n = len(records)
-    sessions = sum(len(getattr(e, "sessions", ())) for e in pipeline.engines.values())
-    visitors = sum(len(getattr(e, "seen_visitors", ())) for e in pipeline.engines.values())
-    ids = sum(len(e.seen_ids) for e in pipeline.engines.values())
-    windows = sum(len(e.windows) for e in pipeline.engines.values())
+    engines = [engine for source in pipeline.sources.values() for engine in source.engines.values()]
+    sessions = sum(len(getattr(e, "sessions", ())) for e in engines)
+    visitors = sum(len(getattr(e, "seen_visitors", ())) for e in engines)
+    ids = sum(len(e.seen_ids) for e in engines)
+    windows = sum(len(e.windows) for e in engines)
     print(f"\n=== memory (tracemalloc) after {n:,} events ===")
     print(
         f"held {current / 2**20:.0f} MB ({current / n:.0f} B/event), peak {peak / 2**20:.0f} MB; "

@@ -52,7 +52,10 @@ class ClickstreamEngine(PartitionEngine):
         super().__init__(partition, settings)
         self.session_timeout_ms = int(settings.session_timeout_seconds * 1000)
         self.sessions: dict[SessionKey, Session] = {}
-        self.expiry: list[tuple[int, SessionKey]] = []  # heap of (last ts + timeout, session), lazily invalidated
+        # Heap of (due, session): each open session has an entry with due <= its last ts +
+        # timeout, moved forward when popped early, so the heap holds about one entry per
+        # session rather than one per click (each holding that click's decoded key strings).
+        self.expiry: list[tuple[int, SessionKey]] = []
         self.seen_visitors: set[str] = set()
         self.largest = self.sizes[-1]
         # Open sessions per 1-minute window of their start: the oldest start bounds progress,
@@ -94,7 +97,6 @@ class ClickstreamEngine(PartitionEngine):
             session.purchase = True
         if ts > session.last:
             session.last = ts
-            heapq.heappush(self.expiry, (ts + self.session_timeout_ms, session_key))
         self.changed.add(session_key)
 
     def _start_session(self, event: ClickEvent, session_key: SessionKey, ts: int, traffic: list[Measures]) -> Session:
@@ -151,11 +153,17 @@ class ClickstreamEngine(PartitionEngine):
     def _end_expired_sessions(self) -> None:
         wm = self.watermark.value
         # A gap of exactly the timeout continues the session (it splits after more than that).
-        while self.expiry and self.expiry[0][0] < wm:
-            due, session_key = heapq.heappop(self.expiry)
+        expiry = self.expiry
+        while expiry and expiry[0][0] < wm:
+            due, session_key = heapq.heappop(expiry)
             session = self.sessions.get(session_key)
-            if session is not None and session.last + self.session_timeout_ms == due:
+            if session is None:
+                continue  # ended already (an entry left from before a split)
+            actual = session.last + self.session_timeout_ms
+            if actual == due:
                 self._end_session(session_key)
+            elif actual > due:
+                heapq.heappush(expiry, (actual, session_key))
 
     def _close(self) -> None:
         # Sessions the watermark has passed end first: their counts go to windows that may close now.
