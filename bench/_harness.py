@@ -29,6 +29,7 @@ from shoppulse.kafka.partitioner import partition_for  # noqa: E402
 from shoppulse.outputs.prometheus import Metrics, PrometheusExporter  # noqa: E402
 from shoppulse.outputs.publisher import ResultsPublisher  # noqa: E402
 from shoppulse.settings import Settings  # noqa: E402
+from shoppulse.streams.cold import ColdStore  # noqa: E402
 from shoppulse.streams.events import STREAMS, encode, key_of  # noqa: E402
 from shoppulse.streams.pipeline import Pipeline, RawRecord  # noqa: E402
 from shoppulse.tools.generate import GeneratorConfig, generate_events  # noqa: E402
@@ -62,8 +63,8 @@ class InProcessPipeline(Pipeline):
 
     STAGES = ("feed", "changes", "merge", "tick")
 
-    def __init__(self, settings: Settings | None = None):
-        super().__init__(settings)
+    def __init__(self, settings: Settings | None = None, cold: ColdStore | None = None):
+        super().__init__(settings, cold=cold)
         self.metrics = Metrics()
         self.publisher = ResultsPublisher()
         self.listeners = [self.publisher, PrometheusExporter(self.metrics, min(self.settings.windows_seconds) * 1000)]

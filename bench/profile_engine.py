@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/profile_engine.py [--events N] [--rate EV_PER_S] [--seed S] [--out FILE.prof]
     .venv/bin/python bench/profile_engine.py --live --events 240000 --rate 2000
+    .venv/bin/python bench/profile_engine.py --cold-ab --events 1000000
 
 Generates N events (default 200k) as bench/throughput.py does, runs them once through
 `_harness.InProcessPipeline` unprofiled (events/s and per-stage seconds), then again under
@@ -15,12 +16,16 @@ import argparse
 import cProfile
 import io
 import pstats
+import tempfile
 import time
 import tracemalloc
 from collections import Counter
+from pathlib import Path
 
 import _harness as h
 
+from shoppulse.agents.coldstore import RocksStore
+from shoppulse.streams.cold import MemoryStore
 from shoppulse.streams.engines import PartitionEngine
 
 
@@ -46,7 +51,16 @@ def main() -> None:
         help="only: events/s and stages with backlog batches against the live cadence (one batch "
         "per partition per second of event time, then a tick), and a profile of the live one",
     )
+    parser.add_argument(
+        "--cold-ab",
+        action="store_true",
+        help="only: events/s and Python heap with the cold state (streams/cold.py) in dicts and in "
+        "the worker's RocksDB store, 3 runs each, interleaved",
+    )
     args = parser.parse_args()
+    if args.cold_ab:
+        cold_ab(args)
+        return
     if args.live:
         live(args)
         return
@@ -64,7 +78,8 @@ def main() -> None:
                 started = time.perf_counter()
                 pipeline.run(records[:size])
                 rates.append(size / (time.perf_counter() - started))
-            open_sessions = sum(len(getattr(e, "sessions", ())) for e in pipeline.engines.values())
+            engines = [e for source in pipeline.sources.values() for e in source.engines.values()]
+            open_sessions = sum(len(getattr(e, "sessions", ())) for e in engines)
             print(
                 f"{size:>9,} events: {h.median_range(rates)} events/s; open sessions at the end {open_sessions:,}; "
                 f"load {h.load_average()}"
@@ -217,6 +232,43 @@ def largest(args) -> None:
         print(f"  {size:>10,} B  {stage:6} {key}{flag}")
 
 
+def cold_ab(args) -> None:
+    """The cold state's store, A/B: `MemoryStore` against `RocksStore` (agents/coldstore.py), the
+    same events; then the Python heap each leaves held (RocksDB's own memory is not Python heap:
+    bench/throughput.py reports the worker's RSS)."""
+    print(f"load average {h.load_average()}; code {h.code_version()}")
+    records, _events, _start = h.generate(args.events, rate=args.rate, seed=args.seed)
+    print(f"{len(records):,} events ({args.rate:g} ev/s of event time)")
+    with tempfile.TemporaryDirectory(prefix="shoppulse-cold-") as tmp:
+        stores = {"memory": MemoryStore, "rocksdb": lambda: RocksStore(Path(tmp) / "cold-state")}
+        rates: dict[str, list[float]] = {kind: [] for kind in stores}
+        for _ in range(3):
+            for kind, make in stores.items():
+                store = make()
+                pipeline = h.InProcessPipeline(cold=store)
+                started = time.perf_counter()
+                pipeline.run(records)
+                rates[kind].append(len(records) / (time.perf_counter() - started))
+                if isinstance(store, RocksStore):
+                    store.close()
+                del pipeline, store
+        for kind, values in rates.items():
+            print(f"{kind:8} {h.median_range(values)} events/s")
+        print(f"rocksdb / memory: {h.median(rates['rocksdb']) / h.median(rates['memory']):.3f}")
+        for kind, make in stores.items():
+            store = make()
+            tracemalloc.start(1)
+            pipeline = h.InProcessPipeline(cold=store)
+            pipeline.run(records)
+            current, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            ids = sum(len(e.event_ids) for source in pipeline.sources.values() for e in source.engines.values())
+            print(f"{kind:8} Python heap held {current / 2**20:.0f} MB, peak {peak / 2**20:.0f} MB ({ids:,} dedup ids)")
+            if isinstance(store, RocksStore):
+                store.close()
+            del pipeline, store
+
+
 def memory(records) -> None:
     """Python heap held by the engines and the merger after all events, by allocation site."""
     tracemalloc.start(1)
@@ -230,7 +282,7 @@ def memory(records) -> None:
     engines = [engine for source in pipeline.sources.values() for engine in source.engines.values()]
     sessions = sum(len(getattr(e, "sessions", ())) for e in engines)
     visitors = sum(len(getattr(e, "seen_visitors", ())) for e in engines)
-    ids = sum(len(e.seen_ids) for e in engines)
+    ids = sum(len(e.event_ids) for e in engines)
     windows = sum(len(e.windows) for e in engines)
     print(f"\n=== memory (tracemalloc) after {n:,} events ===")
     print(

@@ -108,8 +108,7 @@ def state_of(engine: PartitionEngine) -> dict:
         "watermark": engine.watermark.event_ms,
         "progress": dict(engine.progress),
         "windows": {key: measures.dump() for key, measures in engine.windows.items()},
-        "seen_ids": dict(engine.seen_ids),
-        "id_groups": dict(engine.id_groups),
+        "id_groups": {group: max_ts for group, (max_ts, _) in engine.event_ids.groups.items()},
         "next_group": engine.next_group,
         "next_close": engine.next_close,
     }

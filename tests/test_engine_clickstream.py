@@ -134,7 +134,7 @@ def test_restore_keeps_open_sessions_and_seen_visitors():
     original.process([click("page_view", 5), click("add_to_cart", 20, product_id="p1")], WALL_MS)
     persist(original, store)
     copy = restored(original, store)
-    assert copy.sessions == original.sessions and copy.seen_visitors == {"v1"}
+    assert copy.sessions == original.sessions and "v1" in copy.seen_visitors
     outs = []
     for one in (original, copy):
         one.take_outbox(False)
@@ -158,5 +158,5 @@ def test_a_session_written_before_the_typed_records_restores():
     [(key, session)] = e.sessions.items()
     assert (key.visitor_id, key.session_id, session.start, session.last) == ("v1", "s1", 1000, 2000)
     assert (session.views, session.cart, session.product) == (1, True, "p1")
-    assert e.seen_visitors == {"v1"}
+    assert "v1" in e.seen_visitors
     assert e.dump_key(key) == old

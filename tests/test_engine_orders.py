@@ -73,6 +73,6 @@ def test_restore_keeps_the_customers_seen():
     original.process([order("order_placed", 1, customer="c1", items=[item("a", 1, 1.0)])], WALL_MS)
     persist(original, store)
     copy = restored(original, store)
-    assert copy.seen_customers == {"c1"}
+    assert "c1" in copy.seen_customers and "c2" not in copy.seen_customers
     m = sales(order("order_placed", 2, customer="c1", order_id="o2", items=[item("a", 1, 1.0)]), engine=copy)
     assert (m["new_customer_orders"], m["returning_customer_orders"]) == (1, 1)  # the first from before the restore

@@ -31,6 +31,7 @@ from ..outputs.prometheus import Metrics
 from ..outputs.publisher import ResultsPublisher
 from ..settings import Settings
 from ..streams.clock import CLOCK_KEY, encode_clocks
+from ..streams.cold import ColdStore
 from ..streams.events import Stream
 from ..streams.pipeline import MergeDriver, RawRecord, SourceDriver
 from ..streams.state_keys import split_table_key, table_key
@@ -217,11 +218,11 @@ class PartitionTask:
 class StagedSource:
     """One source stream's `SourceDriver`, restoring each engine from the rows staged for it."""
 
-    def __init__(self, stream: Stream, settings: Settings):
+    def __init__(self, stream: Stream, settings: Settings, cold: ColdStore):
         self.stream = stream
         self.topic = settings.topics.source(stream)
         self.staged: dict[int, list[tuple[str, bytes]]] = {}
-        self.driver = SourceDriver(stream, settings, self.topic, restore=self._rows)
+        self.driver = SourceDriver(stream, settings, self.topic, restore=self._rows, cold=cold)
 
     def _rows(self, partition: int) -> Iterable[tuple[str, bytes]]:
         return self.staged.pop(partition, [])
@@ -267,6 +268,7 @@ class SourceTask(PartitionTask):
             self.metrics.first_response.labels(channel, priority).observe(seconds)
         for seconds in result.resolution_seconds:
             self.metrics.resolution.observe(seconds)
+        self.metrics.filter_false_positives.labels(self.tp.topic).inc(result.filter_false_positives)
         latency = self.metrics.latency.labels(self.tp.topic)
         now_s = now_ms / 1000
         for record in records:

@@ -37,6 +37,7 @@ from ..streams.events import STREAMS
 from ..topics import partials_topic
 from .checkpoint import MergeTask, PartitionTask, SourceTask, StagedSource, open_tasks
 from .clock import ClockReader
+from .coldstore import RocksStore
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,9 @@ class BatchDataPlane(Service):
         self.metrics = metrics
         self.listeners = listeners
         self.group_id = settings.app_id
-        self.sources = {settings.topics.source(s): StagedSource(s, settings) for s in STREAMS}
+        # The dedup ids and the visitors and customers seen, on disk (agents/coldstore.py).
+        self.cold = RocksStore(Path(settings.data_dir) / "cold-state")
+        self.sources = {settings.topics.source(s): StagedSource(s, settings, self.cold) for s in STREAMS}
         self.partials_topic = partials_topic(settings)
         self.tasks: dict[TopicPartition, PartitionTask] = {}
         self.unopened: set[TopicPartition] = set()  # assigned, paused, to be (re)opened
@@ -136,6 +139,7 @@ class BatchDataPlane(Service):
         for client in (self.consumer, self.reader):
             if client is not None:
                 await client.stop()
+        self.cold.close()
 
     # ------------------------------------------------------------ the loop
 

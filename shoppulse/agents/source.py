@@ -98,6 +98,7 @@ class SourcePipeline:
             self.counted["ok"].inc(result.accepted)
             self.counted["duplicate"].inc(result.duplicates)
             self.counted["late"].inc(result.late)
+            self.metrics.filter_false_positives.labels(self.topic_name).inc(result.filter_false_positives)
             for seconds, channel, priority in result.first_response_seconds:
                 self.metrics.first_response.labels(channel, priority).observe(seconds)
             for seconds in result.resolution_seconds:

@@ -89,6 +89,12 @@ class Metrics:
         self.dead_letters = Counter(
             "shoppulse_dead_letters", "Records sent to the dead-letter topic, by reason", ["reason"], registry=r
         )
+        self.filter_false_positives = Counter(
+            "shoppulse_dedup_filter_false_positives",
+            "New event ids a dedup Bloom filter took for maybe seen: one store read each, never a wrong answer",
+            ["topic"],
+            registry=r,
+        )
         self.watermark_lag = Gauge(
             "shoppulse_watermark_lag_seconds",
             "Wall clock minus the event-time watermark (worst partition of this worker)",

@@ -21,6 +21,7 @@ import orjson
 from ..settings import Settings
 from .clock import STATE_PREFIX as CLOCK_STATE
 from .clock import StreamClocks
+from .cold import ColdStore, MemoryStore
 from .engines import ENGINES, PartitionEngine
 from .events import DAY_MS, STREAMS, InvalidEvent, Parsed, Stream, dead_letter, parse
 from .merge import Merger, WindowResult
@@ -59,16 +60,25 @@ class FeedResult:
     first_response_seconds: list[tuple[float, str, str]] = field(default_factory=list)  # (s, channel, priority)
     resolution_seconds: list[float] = field(default_factory=list)
     next_offset: int | None = None  # the offset after the batch's last record
+    filter_false_positives: int = 0  # dedup Bloom filter answers of "maybe" for a new id (streams/cold.py)
 
 
 class SourceDriver:
     """The partitions of one source stream held by this process."""
 
-    def __init__(self, stream: Stream, settings: Settings, topic: str, restore: StateReader | None = None):
+    def __init__(
+        self,
+        stream: Stream,
+        settings: Settings,
+        topic: str,
+        restore: StateReader | None = None,
+        cold: ColdStore | None = None,
+    ):
         self.stream = stream
         self.settings = settings
         self.topic = topic
         self.restore = restore
+        self.cold = cold if cold is not None else MemoryStore()  # the engines' cold state (streams/cold.py)
         self.engines: dict[int, PartitionEngine] = {}
         self.max_payload_bytes = settings.max_payload_bytes
         self.max_future_ms = int(settings.max_future_seconds * 1000) if settings.max_future_seconds else DAY_MS
@@ -77,7 +87,7 @@ class SourceDriver:
         """The partition's engine, restored from its state on first use."""
         engine = self.engines.get(partition)
         if engine is None:
-            engine = self.engines[partition] = ENGINES[self.stream](partition, self.settings)
+            engine = self.engines[partition] = ENGINES[self.stream](partition, self.settings, self.cold)
             if self.restore is not None:
                 engine.restore(self.restore(partition))
         return engine
@@ -117,6 +127,7 @@ class SourceDriver:
         result.late = len(batch.late)
         result.first_response_seconds = batch.first_response_seconds
         result.resolution_seconds = batch.resolution_seconds
+        result.filter_false_positives = engine.event_ids.take_false_positives()
         if records:
             result.next_offset = records[-1].offset + 1
         return result
@@ -200,10 +211,11 @@ class Pipeline:
     table, so `restart()` can rebuild the engines from it, as after a crash.
     """
 
-    def __init__(self, settings: Settings | None = None, *, durable: bool = False):
+    def __init__(self, settings: Settings | None = None, *, durable: bool = False, cold: ColdStore | None = None):
         self.settings = settings or Settings()
         self.stores: dict[tuple[Stream, int], dict[str, bytes]] = {}
         self.durable = durable
+        self.cold = cold if cold is not None else MemoryStore()
         self.sources = {stream: self._source(stream) for stream in STREAMS}
         self.merge = MergeDriver(self.settings)
         self.results: list[WindowResult] = []
@@ -212,7 +224,7 @@ class Pipeline:
         def restore(partition: int) -> Iterable[tuple[str, bytes]]:
             return list(self.stores.get((stream, partition), {}).items())
 
-        return SourceDriver(stream, self.settings, self.settings.topics.source(stream), restore)
+        return SourceDriver(stream, self.settings, self.settings.topics.source(stream), restore, self.cold)
 
     def feed(self, stream: Stream, partition: int, records: Sequence[RawRecord], now_ms: int) -> FeedResult:
         """One batch of one partition, then its partials straight into the merge stage."""

@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 
 from ...settings import Settings
+from ..cold import ColdStore, EventIds, MemoryStore
 from ..events import Parsed
 from ..measures import Measures
 from ..partials import Progress, Snapshot
@@ -67,8 +68,11 @@ class PartitionEngine:
     stream = ""
     families: tuple[str, ...] = ()
 
-    def __init__(self, partition: int, settings: Settings):
+    def __init__(self, partition: int, settings: Settings, cold: ColdStore | None = None):
         self.partition = partition
+        # Spaces `<stream>/<partition>/...` of the process's cold store (streams/cold.py).
+        self.cold = cold if cold is not None else MemoryStore()
+        self.cold_prefix = f"{self.stream}/{partition}/"
         self.settings = settings
         self.sizes = tuple(s * 1000 for s in sorted(settings.windows_seconds))
         self.smallest = self.sizes[0]
@@ -79,9 +83,8 @@ class PartitionEngine:
         self.dirty_windows: set[tuple[str, int, int]] = set()  # changed since the last snapshot
         self.progress: dict[str, int] = {f: 0 for f in self.families}
         self.sent_progress: dict[str, int] = {}
-        # dedup: event_id -> ts, plus per-batch groups so expiry writes one key per batch
-        self.seen_ids: dict[str, int] = {}
-        self.id_groups: dict[int, tuple[int, list[str]]] = {}  # group no -> (max ts, ids)
+        # dedup: the ids of each batch are one group, so expiry writes one key per batch
+        self.event_ids = EventIds(self.cold, self.cold_prefix + "ids/")
         self.next_group = 0
         self.changed: set[StateKey] = set()  # state keys to write back
         self.outbox: list[Snapshot | Progress] = []
@@ -93,16 +96,15 @@ class PartitionEngine:
     def process(self, batch: list[Parsed], wall_ms: int) -> BatchResult:
         """Apply one batch of parsed events in arrival order, received at `wall_ms`."""
         result = BatchResult()
-        new_ids: list[str] = []
+        event_ids = self.event_ids
         group_max = 0
         wm = self.watermark
         for index, parsed in enumerate(batch):
             event_id = parsed.event.event_id
-            if event_id in self.seen_ids:
+            if event_id in event_ids:
                 result.duplicates += 1
                 continue
-            self.seen_ids[event_id] = parsed.ts_ms
-            new_ids.append(event_id)
+            event_ids.add(event_id)
             group_max = max(group_max, parsed.ts_ms)
             if window_start(parsed.ts_ms, self.smallest) + self.smallest + self.grace_ms <= wm.value:
                 result.late.append((parsed, index))
@@ -114,8 +116,8 @@ class PartitionEngine:
                 self._close()
         if batch:
             wm.arrived(wall_ms)
-        if new_ids:
-            self.id_groups[self.next_group] = (group_max, new_ids)
+        if event_ids.batch:
+            event_ids.end_group(self.next_group, group_max)
             self.changed.add(IdsKey(self.next_group))
             self.next_group += 1
         self.changed.add(META)
@@ -194,13 +196,8 @@ class PartitionEngine:
         return None
 
     def _expire_ids(self) -> None:
-        cutoff = self.watermark.value - self.horizon_ms
-        for group, (max_ts, ids) in list(self.id_groups.items()):
-            if max_ts < cutoff:
-                for event_id in ids:
-                    self.seen_ids.pop(event_id, None)
-                del self.id_groups[group]
-                self.changed.add(IdsKey(group))
+        for group in self.event_ids.expire(self.watermark.value - self.horizon_ms):
+            self.changed.add(IdsKey(group))
 
     # ----------------------------------------------------------- persistence
 
@@ -221,7 +218,7 @@ class PartitionEngine:
                 measures = self.windows.get((family, size_ms, start_ms))
                 return encode_state(measures.dump()) if measures is not None else None
             case IdsKey(group):
-                ids = self.id_groups.get(group)
+                ids = self.event_ids.take_unsaved(group)
                 return encode_state(ids) if ids is not None else None
         return self.dump_entity(key)
 
@@ -243,9 +240,7 @@ class PartitionEngine:
                     self.windows[(family, size_ms, start_ms)] = Measures.load(_decode_measures(value))
                 case IdsKey(group):
                     max_ts, ids = _decode_ids(value)
-                    self.id_groups[group] = (max_ts, ids)
-                    for event_id in ids:
-                        self.seen_ids[event_id] = max_ts
+                    self.event_ids.restore_group(group, max_ts, ids)
                 case _:
                     self.restore_entity(key, value)
         self.next_close = min((start + size for _, size, start in self.windows), default=NEVER)

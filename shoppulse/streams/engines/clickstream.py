@@ -7,6 +7,7 @@ import heapq
 import msgspec
 
 from ...settings import Settings
+from ..cold import ColdStore, SeenKeys
 from ..events import ClickEvent, Parsed
 from ..measures import Measures
 from ..state_keys import SessionKey, StateKey, VisitorKey
@@ -48,15 +49,15 @@ class ClickstreamEngine(PartitionEngine):
     stream = "clickstream"
     families = ("traffic", "sessions")
 
-    def __init__(self, partition: int, settings: Settings):
-        super().__init__(partition, settings)
+    def __init__(self, partition: int, settings: Settings, cold: ColdStore | None = None):
+        super().__init__(partition, settings, cold)
         self.session_timeout_ms = int(settings.session_timeout_seconds * 1000)
         self.sessions: dict[SessionKey, Session] = {}
         # Heap of (due, session): each open session has an entry with due <= its last ts +
         # timeout, moved forward when popped early, so the heap holds about one entry per
         # session rather than one per click (each holding that click's decoded key strings).
         self.expiry: list[tuple[int, SessionKey]] = []
-        self.seen_visitors: set[str] = set()
+        self.seen_visitors = SeenKeys(self.cold, self.cold_prefix + "visitors")
         self.largest = self.sizes[-1]
         # Open sessions per 1-minute window of their start: the oldest start bounds progress,
         # and there are far fewer windows than sessions to scan.
@@ -100,11 +101,9 @@ class ClickstreamEngine(PartitionEngine):
         self.changed.add(session_key)
 
     def _start_session(self, event: ClickEvent, session_key: SessionKey, ts: int, traffic: list[Measures]) -> Session:
-        if event.is_new_visitor is not None:
-            new = event.is_new_visitor
-        else:
-            new = event.visitor_id not in self.seen_visitors
-        if event.visitor_id not in self.seen_visitors:
+        first_sight = event.visitor_id not in self.seen_visitors
+        new = event.is_new_visitor if event.is_new_visitor is not None else first_sight
+        if first_sight:
             self.seen_visitors.add(event.visitor_id)
             self.changed.add(VisitorKey(event.visitor_id))
         for m in traffic:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...settings import Settings
+from ..cold import ColdStore, SeenKeys
 from ..events import OrderEvent, Parsed
 from ..measures import Measures, to_micros
 from ..state_keys import CustomerKey, StateKey
@@ -13,9 +14,9 @@ class OrdersEngine(PartitionEngine):
     stream = "orders"
     families = ("sales",)
 
-    def __init__(self, partition: int, settings: Settings):
-        super().__init__(partition, settings)
-        self.seen_customers: set[str] = set()
+    def __init__(self, partition: int, settings: Settings, cold: ColdStore | None = None):
+        super().__init__(partition, settings, cold)
+        self.seen_customers = SeenKeys(self.cold, self.cold_prefix + "customers")
 
     def on_event(self, parsed: Parsed, result: BatchResult) -> None:
         event = parsed.event_as(OrderEvent)
@@ -40,11 +41,9 @@ class OrdersEngine(PartitionEngine):
         costs = [i.quantity * i.unit_cost for i in event.items if i.unit_cost is not None]
         cost = to_micros(sum(costs)) if event.items and len(costs) == len(event.items) else None
         customer = event.customer_id
-        if event.is_first_order is not None:
-            first = event.is_first_order
-        else:
-            first = customer is not None and customer not in self.seen_customers
-        if customer is not None and customer not in self.seen_customers:
+        first_sight = customer is not None and customer not in self.seen_customers
+        first = event.is_first_order if event.is_first_order is not None else first_sight
+        if customer is not None and first_sight:
             self.seen_customers.add(customer)
             self.changed.add(CustomerKey(customer))
         products = sorted({i.product_id for i in event.items})

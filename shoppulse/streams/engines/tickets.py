@@ -7,6 +7,7 @@ from typing import Literal
 import msgspec
 
 from ...settings import Settings
+from ..cold import ColdStore
 from ..events import Parsed, TicketEvent
 from ..measures import Measures
 from ..state_keys import StateKey, TicketKey
@@ -34,8 +35,8 @@ class TicketsEngine(PartitionEngine):
     stream = "tickets"
     families = ("support",)
 
-    def __init__(self, partition: int, settings: Settings):
-        super().__init__(partition, settings)
+    def __init__(self, partition: int, settings: Settings, cold: ColdStore | None = None):
+        super().__init__(partition, settings, cold)
         self.tickets: dict[str, Ticket] = {}
         self.sla_ms = {p: int(s * 1000) for p, s in settings.sla_first_reply_seconds.items()}
         self.backlog_ms = int(settings.backlog_age_seconds * 1000)
