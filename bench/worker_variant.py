@@ -17,6 +17,9 @@ here, in the benchmark's process, so the project's code is unchanged. Variants:
   default before zstd, to measure what compression saves in bytes and costs in CPU.
 - `batch-plane-1s-checkpoints`: the batch data plane checkpointing every second in a backlog
   too (`catch_up_checkpoint_interval_seconds = 1`), the behaviour before that setting.
+- `batch-plane-memory-cold`: the batch data plane with the cold state (dedup ids, visitors and
+  customers seen) in Python dicts (`streams/cold.py` `MemoryStore`) instead of the worker's
+  RocksDB store, to measure what the store saves in memory and costs in time.
 - `no-flush-writes`: acks each batch without waiting for its writes to be acknowledged by
   the broker (`agents/source.py` `flush_writes` made a no-op): the code before that fix, to
   measure what the wait costs.
@@ -74,6 +77,21 @@ def batch_plane_1s_checkpoints() -> None:
     os.environ["SHOPPULSE_CATCH_UP_CHECKPOINT_INTERVAL_SECONDS"] = "1"
 
 
+def batch_plane_memory_cold() -> None:
+    from shoppulse.agents import dataplane
+    from shoppulse.streams.cold import MemoryStore
+
+    class ClosableMemoryStore(MemoryStore):
+        def __init__(self, path: Path):
+            super().__init__()
+
+        def close(self) -> None:
+            pass
+
+    batch_plane()
+    dataplane.RocksStore = ClosableMemoryStore  # type: ignore[misc,assignment]
+
+
 VARIANTS = {
     "stock": lambda: None,
     "faust-spinner": faust_spinner,
@@ -81,6 +99,7 @@ VARIANTS = {
     "batch-plane": batch_plane,
     "batch-plane-uncompressed": batch_plane_uncompressed,
     "batch-plane-1s-checkpoints": batch_plane_1s_checkpoints,
+    "batch-plane-memory-cold": batch_plane_memory_cold,
 }
 
 
