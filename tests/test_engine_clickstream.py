@@ -106,6 +106,19 @@ def test_session_windows_wait_for_the_oldest_open_session_but_traffic_does_not()
     assert marks(out, "traffic")[-1][1] > marks(out, "sessions")[0][1]
 
 
+def test_a_window_held_by_an_open_session_does_not_close_on_every_event():
+    # B's session ends and its sessions window waits for A's; then 300 events arrive in one
+    # batch, 0.1 s apart, all in one minute window of traffic. The closing step runs when
+    # a window ends and at the end of the batch, so the traffic progress moves a few times,
+    # not once per event.
+    keep_alive = [click("page_view", s, visitor="A", session="a") for s in (5, 605, 1205)]
+    e, out = run(keep_alive[:1], [click("page_view", 65, visitor="B", session="b")], keep_alive[1:])
+    assert e.family_progress("sessions") == at(0) and e.windows, "a sessions window is held"
+    out.clear()
+    e.process([click("page_view", 1230 + i / 10, visitor=f"C{i}", session="c") for i in range(300)], WALL_MS)
+    out += e.take_outbox(False)
+    assert 1 <= len(marks(out, "traffic")) <= 3
+
 def test_asking_for_progress_ends_no_session_the_closing_step_does():
     e, _ = run([click("page_view", 5)])
     e.watermark.event_ms = at(5000)  # far past the session's timeout, with no closing step yet

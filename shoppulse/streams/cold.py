@@ -16,6 +16,7 @@ positive costs one store read, never a wrong answer (`false_positives` counts th
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -107,6 +108,7 @@ class EventIds:
         self.prefix = prefix  # of this partition's generation spaces
         store.drop_under(prefix)
         self.groups: dict[int, tuple[int, int]] = {}  # live group -> (largest ts, generation)
+        self.by_max_ts: list[tuple[int, int]] = []  # heap of (largest ts, group): the expiry order
         self.generations: dict[int, _Generation] = {}  # oldest first
         self.next_generation = 0
         self.batch: list[str] = []  # ids of the group being filled
@@ -153,6 +155,7 @@ class EventIds:
         value = b"%d" % group
         self.store.put_many(generation.space, ((event_id.encode(), value) for event_id in ids))
         self.groups[group] = (max_ts, self.next_generation - 1)
+        heapq.heappush(self.by_max_ts, (max_ts, group))
 
     def _generation_for(self, n: int) -> _Generation:
         current = self.generations.get(self.next_generation - 1)
@@ -180,10 +183,13 @@ class EventIds:
         return live[0], ids
 
     def expire(self, cutoff: int) -> list[int]:
-        """Forget the groups whose largest ts is before `cutoff`; returns them."""
-        expired = [group for group, (max_ts, _) in self.groups.items() if max_ts < cutoff]
-        for group in expired:
+        """Forget the groups whose largest ts is before `cutoff`; returns them, oldest first."""
+        expired = []
+        by_max_ts = self.by_max_ts
+        while by_max_ts and by_max_ts[0][0] < cutoff:
+            _, group = heapq.heappop(by_max_ts)
             _, number = self.groups.pop(group)
+            expired.append(group)
             self.unsaved.pop(group, None)
             generation = self.generations[number]
             generation.live_groups -= 1

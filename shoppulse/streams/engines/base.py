@@ -88,7 +88,7 @@ class PartitionEngine:
         self.next_group = 0
         self.changed: set[StateKey] = set()  # state keys to write back
         self.outbox: list[Snapshot | Progress] = []
-        self.next_close = NEVER  # end of the oldest open window: closing is checked against it
+        self.next_close = NEVER  # see _next_close: each event is checked against it
         self.reported_idle: bool | None = None  # the idle flag the merge stage last heard of
 
     # ------------------------------------------------------------ processing
@@ -184,8 +184,15 @@ class PartitionEngine:
             previous = self.progress.get(family, 0)
             self.outbox.append(self._progress(family, previous, previous, None))
             self.reported_idle = self.watermark.idle
-        self.next_close = min((start + size for _, size, start in self.windows), default=NEVER)
+        self.next_close = self._next_close()
         self._expire_ids()
+
+    def _next_close(self) -> int:
+        # The oldest window end the watermark has not passed yet. A window it has passed but that
+        # is still open (a `sessions` window held by its open sessions) is left to the closes at
+        # the end of each batch and tick: checking it on every event would close on every event.
+        passed = self.watermark.value - self.grace_ms
+        return min((end for _, size, start in self.windows if (end := start + size) > passed), default=NEVER)
 
     def _progress(self, family: str, through: int, previous: int, steps: list | None) -> Progress:
         wm = self.watermark
@@ -243,7 +250,7 @@ class PartitionEngine:
                     self.event_ids.restore_group(group, max_ts, ids)
                 case _:
                     self.restore_entity(key, value)
-        self.next_close = min((start + size for _, size, start in self.windows), default=NEVER)
+        self.next_close = self._next_close()
         # The watermark may have been an adopted clock, which is not persisted; the progress is,
         # and every progress sent was at most watermark - grace: anything older stays late.
         promised = max(self.progress.values(), default=0)
