@@ -119,6 +119,7 @@ def test_a_window_held_by_an_open_session_does_not_close_on_every_event():
     out += e.take_outbox(False)
     assert 1 <= len(marks(out, "traffic")) <= 3
 
+
 def test_asking_for_progress_ends_no_session_the_closing_step_does():
     e, _ = run([click("page_view", 5)])
     e.watermark.event_ms = at(5000)  # far past the session's timeout, with no closing step yet
