@@ -218,3 +218,52 @@ def tottime_by_package(stats) -> list[tuple[str, float, int]]:
         entry[0] += tt
         entry[1] += nc
     return sorted(((k, v[0], v[1]) for k, v in totals.items()), key=lambda x: -x[1])
+
+
+def sampled_profile(raw: str, top: int = 30) -> list[str]:
+    """Summary of a py-spy `--format raw` profile (one "frame;frame;... count" line per stack):
+    samples by package and by function, own (the innermost frame) and inclusive (anywhere in
+    the stack, counted once per sample)."""
+    own: dict[str, int] = defaultdict(int)
+    inclusive: dict[str, int] = defaultdict(int)
+    packages: dict[str, int] = defaultdict(int)
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [_frame_name(frame) for frame in stack.split(";")]
+        own[frames[-1]] += count
+        packages[frames[-1].split(":", 1)[0]] += count
+        for name in set(frames):
+            inclusive[name] += count
+    if not total:
+        return ["no samples"]
+
+    def table(title: str, counts: dict[str, int], n: int) -> list[str]:
+        rows = sorted(counts.items(), key=lambda kv: -kv[1])[:n]
+        return [title, *(f"  {c / total:6.1%}  {name}" for name, c in rows)]
+
+    return [
+        f"{total:,} samples",
+        *table("own samples by package", packages, 15),
+        *table("own samples by function", own, top),
+        *table("inclusive samples by function", inclusive, top),
+    ]
+
+
+def _frame_name(frame: str) -> str:
+    """'function (path/file.py:line)' -> 'package/module.py:function'."""
+    function, _, where = frame.partition(" (")
+    path = where.rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/shoppulse/", "/lib/python3."):
+        if marker in path:
+            rest = path.split(marker, 1)[1]
+            if marker == "/shoppulse/":
+                rest = "shoppulse/" + rest
+            elif marker == "/lib/python3.":
+                rest = "stdlib/" + rest.split("/", 1)[-1]
+            return f"{rest}:{function}"
+    return f"{path or '?'}:{function}"

@@ -19,6 +19,9 @@
    windows close only when their sessions end (30 min of inactivity), not at end + grace. Only
    windows that close after the warm-up and at least 10 s before the traffic stops count.
 4. Also: the rate actually produced, and the worker's CPU share and peak RSS (psutil).
+5. With `--profile FILE`: py-spy samples the worker over the measured interval (100/s, without
+   pausing it; py-spy comes with the `bench` extra) and a summary by package and function is
+   printed, where the worker's time goes under live traffic.
 
 Benchmarks print figures; they do not pass or fail.
 """
@@ -56,6 +59,7 @@ from shoppulse.tools.sink import KafkaSink
 BUCKET = re.compile(r'^shoppulse_processing_latency_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} ([0-9.e+]+)$', re.M)
 FAMILY = {kpi.key: kpi.family for kpi in CATALOGUE}
 WARM_UP_S = 30.0  # startup, the first fetches and the first checkpoint
+PY_SPY = [str(Path(sys.executable).with_name("py-spy"))]  # from the `bench` extra
 TAIL_S = 10.0  # windows closing this close to the end of traffic may not have had their final yet
 
 
@@ -197,6 +201,16 @@ async def main(args) -> int:
         me = psutil.Process()
         broker_ps = psutil.Process(broker.process.pid) if broker is not None else None
         cpu0, t0 = sum(ps.cpu_times()[:2]), time.perf_counter()
+        profiler = None
+        if args.profile:
+            # Sampled from outside (py-spy, without pausing the worker) over the measured interval.
+            measured_s = max(1, int(events[-1][1].ts / 1000 - time.time()))
+            profiler = subprocess.Popen(
+                [*PY_SPY, "record", "--pid", str(proc.pid), "--duration", str(measured_s), "--rate", "100"]
+                + ["--nonblocking", "--format", "raw", "--output", args.profile],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         own_cpu0 = sum(me.cpu_times()[:2])
         broker_cpu0 = sum(broker_ps.cpu_times()[:2]) if broker_ps else 0.0
         peak_rss = 0
@@ -261,6 +275,11 @@ async def main(args) -> int:
             for key, (first, last) in sorted(closes.items(), key=lambda kv: (kv[0][3], kv[0][0])):
                 print(f"  {key[0]:8} {key[1]:>3} ending {key[3] // 1000}: first {first:.2f} s, last {last:.2f} s")
         print(f"closes in the interval with no final record: {len(missing)} {missing[:6]}")
+        if profiler is not None:
+            profiler.wait(60)
+            print(f"worker profile (py-spy, 100 samples/s, raw stacks in {args.profile}):")
+            for line in h.sampled_profile(Path(args.profile).read_text()):
+                print("  " + line)
         if args.json:
             Path(args.json).write_text(
                 json.dumps(
@@ -303,6 +322,7 @@ if __name__ == "__main__":
     parser.add_argument("--broker", help="HOST:PORT of a running broker (default: start a LocalKafka)")
     parser.add_argument("--worker-variant", default="batch-plane", help="bench/worker_variant.py variant, or 'stock'")
     parser.add_argument("--json", help="also write the raw figures to this file")
+    parser.add_argument("--profile", metavar="FILE", help="also sample the worker with py-spy (stacks to FILE)")
     args = parser.parse_args()
     if args.worker_variant == "stock":
         args.worker_variant = None

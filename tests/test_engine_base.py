@@ -81,6 +81,18 @@ def test_progress_promises_every_window_ending_by_the_watermark_less_grace():
     assert marks(e.take_outbox(False), "count") == []
 
 
+def test_finals_are_flagged_waiting_from_the_window_end_until_the_outbox_is_taken():
+    e = engine()
+    e.process([order("order_placed", 10)], WALL_MS)
+    e.take_outbox(False)
+    e.process([order("order_placed", 69)], WALL_MS)
+    assert not e.finals_waiting, "progress through 59 s: no window ended"
+    e.process([order("order_placed", 75)], WALL_MS)
+    assert e.finals_waiting, "progress through 65 s: the first minute is final"
+    e.take_outbox(False)
+    assert not e.finals_waiting
+
+
 def test_open_window_snapshots_only_for_windows_changed_since_the_last_call():
     e = engine()
     e.process([order("order_placed", 10), order("order_placed", 15)], WALL_MS)

@@ -91,6 +91,7 @@ class Pending:
     counts: dict[str, int] = field(default_factory=dict)  # outcome -> events, counted once committed
     dead_letter_reasons: list[str] = field(default_factory=list)
     fed: int = 0  # records read since the last checkpoint
+    finals: bool = False  # `records` hold final results (merge stage)
 
 
 class PartitionTask:
@@ -153,14 +154,23 @@ class PartitionTask:
     def on_committed(self, pending: Pending) -> None:
         """The checkpoint is durable: count what it holds."""
 
+    def finals_waiting(self) -> bool:
+        """Whether what is pending finalises a window: then a live partition checkpoints at once."""
+        return self.pending.finals
+
     def due(self, now: float, *, catching_up: bool) -> bool:
         """Whether to checkpoint now. While the partition works through a backlog
         (`catching_up`), checkpoints are further apart: each rewrites every changed session and
-        window, and live updates of windows that will be final in seconds are worth little."""
+        window, and live updates of windows that will be final in seconds are worth little.
+        A live partition checkpoints as soon as it holds finals: a window's final results pass
+        two checkpoints (its source partitions', then the merge stage's) on their way out."""
         settings = self.settings
-        interval = settings.checkpoint_interval_seconds
         if catching_up:
-            interval = max(interval, settings.catch_up_checkpoint_interval_seconds)
+            interval = max(settings.checkpoint_interval_seconds, settings.catch_up_checkpoint_interval_seconds)
+        elif self.finals_waiting():
+            return True
+        else:
+            interval = settings.checkpoint_interval_seconds
         return self.pending.fed >= settings.checkpoint_max_events or now - self.last_checkpoint >= interval
 
     async def checkpoint(self) -> bool:
@@ -279,6 +289,9 @@ class SourceTask(PartitionTask):
     def take_state_changes(self) -> dict[str, bytes | None]:
         return self.driver.take_changes(self.tp.partition)
 
+    def finals_waiting(self) -> bool:
+        return self.driver.finals_waiting(self.tp.partition)
+
     def take_outputs(self, *, open_snapshots: bool) -> list[tuple[str, bytes | None, bytes | None]]:
         topic = partials_topic(self.settings)
         partials = self.driver.take_partials(self.tp.partition, snapshots_of_open=open_snapshots)
@@ -342,6 +355,7 @@ class MergeTask(PartitionTask):
             listener.on_results(results)
         topic = self.settings.topics.results
         self.pending.records.extend((topic, key, value) for key, value in self.publisher.take())
+        self.pending.finals = self.pending.finals or any(result.final for result in results)
 
     def take_state_changes(self) -> dict[str, bytes | None]:
         return self.driver.take_changes()

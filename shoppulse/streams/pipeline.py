@@ -165,6 +165,11 @@ class SourceDriver:
             return []
         return [(m.family.encode(), m.to_bytes()) for m in engine.take_outbox(snapshots_of_open)]
 
+    def finals_waiting(self, partition: int) -> bool:
+        """Whether the partials not taken yet finalise a window (the worker sends them at once)."""
+        engine = self.engines.get(partition)
+        return engine is not None and engine.finals_waiting
+
     def watermark_lag_seconds(self, now_ms: int) -> float | None:
         """How far the slowest partition's watermark is behind the clock."""
         if not self.engines:

@@ -90,6 +90,7 @@ class PartitionEngine:
         self.outbox: list[Snapshot | Progress] = []
         self.next_close = NEVER  # see _next_close: each event is checked against it
         self.reported_idle: bool | None = None  # the idle flag the merge stage last heard of
+        self.finals_waiting = False  # the outbox holds progress past a window end (finals)
 
     # ------------------------------------------------------------ processing
 
@@ -141,6 +142,7 @@ class PartitionEngine:
                     self.outbox.append(Snapshot(*key, self.partition, measures))
             self.dirty_windows.clear()
         out, self.outbox = self.outbox, []
+        self.finals_waiting = False
         return out
 
     # ----------------------------------------------------------- windows
@@ -175,6 +177,7 @@ class PartitionEngine:
                 self.dirty_windows.discard(key)
                 self.changed.add(WindowKey(*key))
             self.progress[family] = through
+            self.finals_waiting = self.finals_waiting or any(through // s > previous // s for s in self.sizes)
             self.changed.add(META)  # the progress promised must survive a restart (see restore)
             self.outbox.append(self._progress(family, through, previous, steps))
             self.reported_idle = self.watermark.idle

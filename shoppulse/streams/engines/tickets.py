@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from typing import Literal
 
 import msgspec
@@ -44,6 +45,14 @@ class TicketsEngine(PartitionEngine):
         # Tickets with events since the last close or effective after it (see state_steps), and their latest ts.
         self.touched: set[str] = set()
         self.last_ts: dict[str, int] = {}
+        # Each other ticket's (open, in backlog, unanswered since) at the start of the next
+        # interval, and their sums: a close then costs what changed, not every ticket held
+        # (they are kept 30 days). The oldest unanswered is a heap, checked against `state`.
+        self.state: dict[str, tuple[int, int, int | None]] = {}
+        self.open_total = self.backlog_total = 0
+        self.unanswered: list[tuple[int, str]] = []  # (created, ticket id)
+        self.backlog_due: list[tuple[int, str]] = []  # (first time in the backlog, ticket id)
+        self.forget_due: list[tuple[int, str]] = []  # (a solve's ts, ticket id): see _forget_old_tickets
 
     def on_event(self, parsed: Parsed, result: BatchResult) -> None:
         event = parsed.event_as(TicketEvent)
@@ -54,6 +63,7 @@ class TicketsEngine(PartitionEngine):
             ticket = self.tickets[event.ticket_id] = Ticket(
                 created=ts, channel=event.channel or "unknown", priority=event.priority or "normal"
             )
+            heapq.heappush(self.backlog_due, (ts + self.backlog_ms + 1, event.ticket_id))
             for m in windows:
                 m.inc("tickets_created")
                 m.inc_label("tickets_by_channel", ticket.channel)
@@ -75,6 +85,7 @@ class TicketsEngine(PartitionEngine):
                     m.inc("one_touch_solves")
             if ticket is not None:
                 ticket.history.append((ts, "solved"))
+                heapq.heappush(self.forget_due, (ts, event.ticket_id))
                 duration = ts - ticket.created
                 result.resolution_seconds.append(duration / 1000)
                 for m in windows:
@@ -122,35 +133,32 @@ class TicketsEngine(PartitionEngine):
 
         A ticket's state at a window end E counts its events with ts < E, so it can change at
         ts + 1 of any of its events, and it enters the backlog at created + backlog age + 1.
-        Tickets with no event since the last close and no backlog crossing in the interval
-        are constant over it; only the touched ones are re-evaluated at each change point.
+        Tickets with no event since the last close and no backlog crossing by through + 1 are
+        constant over the interval: their sum is kept (`state`). Only the touched ones are
+        evaluated at each change point, and again at through + 1 for the next interval.
         Then what no later interval needs is dropped (see the end).
         """
         first = previous + 1
         touched = set(self.touched)
-        for ticket_id, ticket in self.tickets.items():
-            if first < ticket.created + self.backlog_ms + 1 <= through:
-                touched.add(ticket_id)
-        live = [self.tickets[t] for t in touched if t in self.tickets]
         points = {first}
-        for ticket in live:
+        due = self.backlog_due
+        while due and due[0][0] <= through + 1:
+            crossing, ticket_id = heapq.heappop(due)
+            if ticket_id in self.tickets:
+                touched.add(ticket_id)
+                if first < crossing <= through:
+                    points.add(crossing)
+        for ticket_id in touched:
+            self._set_state(ticket_id, None)
+        live = [(t, self.tickets[t]) for t in touched if t in self.tickets]
+        for _, ticket in live:
             crossing = [ticket.created, ticket.first_reply or ticket.created, *(ts for ts, _ in ticket.history)]
             points.update(ts + 1 for ts in crossing if first < ts + 1 <= through)
-            if first < ticket.created + self.backlog_ms + 1 <= through:
-                points.add(ticket.created + self.backlog_ms + 1)
-        base_open = base_backlog = 0
-        base_oldest = None
-        for ticket_id, ticket in self.tickets.items():
-            if ticket_id not in touched:
-                is_open, in_backlog, unanswered = self._state_at(ticket, first)
-                base_open += is_open
-                base_backlog += in_backlog
-                if unanswered is not None and (base_oldest is None or unanswered < base_oldest):
-                    base_oldest = unanswered
+        base_oldest = self._oldest_unanswered()
         steps: list = []
         for point in sorted(points):
-            open_count, backlog, oldest = base_open, base_backlog, base_oldest
-            for ticket in live:
+            open_count, backlog, oldest = self.open_total, self.backlog_total, base_oldest
+            for _, ticket in live:
                 is_open, in_backlog, unanswered = self._state_at(ticket, point)
                 open_count += is_open
                 backlog += in_backlog
@@ -158,11 +166,40 @@ class TicketsEngine(PartitionEngine):
                     oldest = unanswered
             if not steps or steps[-1][1:] != [open_count, backlog, oldest]:
                 steps.append([point, open_count, backlog, oldest])
+        for ticket_id, ticket in live:
+            self._set_state(ticket_id, self._state_at(ticket, through + 1))
         self._drop_superseded_history(touched, through)
         self.touched = {t for t in self.touched if self.last_ts.get(t, 0) + 1 > through}
         self.last_ts = {t: self.last_ts[t] for t in self.touched if t in self.last_ts}
         self._forget_old_tickets(through)
         return steps
+
+    def _set_state(self, ticket_id: str, state: tuple[int, int, int | None] | None) -> None:
+        """Replace a ticket's part of the kept sums (None: take it out)."""
+        old = self.state.pop(ticket_id, None)
+        if old is not None:
+            self.open_total -= old[0]
+            self.backlog_total -= old[1]
+        if state is not None:
+            self.state[ticket_id] = state
+            self.open_total += state[0]
+            self.backlog_total += state[1]
+            if state[2] is not None and state[2] != (old[2] if old is not None else None):
+                heapq.heappush(self.unanswered, (state[2], ticket_id))
+
+    def _oldest_unanswered(self) -> int | None:
+        """The earliest creation time of the kept tickets that are open and unanswered."""
+        heap, state = self.unanswered, self.state
+        if len(heap) > 2 * len(state) + 64:  # entries of tickets answered or touched since
+            heap[:] = [(s[2], t) for t, s in state.items() if s[2] is not None]
+            heapq.heapify(heap)
+        while heap:
+            created, ticket_id = heap[0]
+            kept = state.get(ticket_id)
+            if kept is not None and kept[2] == created:
+                return created
+            heapq.heappop(heap)
+        return None
 
     def _drop_superseded_history(self, touched: set[str], through: int) -> None:
         """Keep, of a ticket's solves and reopens at or before `through`, only the last one:
@@ -193,10 +230,14 @@ class TicketsEngine(PartitionEngine):
         return 1, int(end - created > self.backlog_ms), None if replied else created
 
     def _forget_old_tickets(self, through: int) -> None:
-        for ticket_id, ticket in list(self.tickets.items()):
-            history = ticket.history
-            if history and history[-1][1] == "solved" and history[-1][0] < through - self.retention_ms:
+        """Drop tickets whose last change (in arrival order) is a solve older than the retention."""
+        due = self.forget_due
+        while due and due[0][0] < through - self.retention_ms:
+            solved, ticket_id = heapq.heappop(due)
+            ticket = self.tickets.get(ticket_id)
+            if ticket is not None and ticket.history and ticket.history[-1] == (solved, "solved"):
                 del self.tickets[ticket_id]
+                self._set_state(ticket_id, None)
                 self.changed.add(TicketKey(ticket_id))
 
     def dump_entity(self, key: StateKey) -> bytes | None:
@@ -211,4 +252,7 @@ class TicketsEngine(PartitionEngine):
         ticket = self.tickets[key.ticket_id] = _decode_ticket(value)
         # Which tickets changed since the last close was not persisted: re-evaluate each once.
         self.touched.add(key.ticket_id)
+        heapq.heappush(self.backlog_due, (ticket.created + self.backlog_ms + 1, key.ticket_id))
+        if ticket.history and ticket.history[-1][1] == "solved":
+            heapq.heappush(self.forget_due, (ticket.history[-1][0], key.ticket_id))
         self.last_ts[key.ticket_id] = max([ticket.created, ticket.first_reply or 0, *(ts for ts, _ in ticket.history)])
