@@ -152,8 +152,8 @@ class TicketsEngine(PartitionEngine):
             self._set_state(ticket_id, None)
         live = [(t, self.tickets[t]) for t in touched if t in self.tickets]
         for _, ticket in live:
-            crossing = [ticket.created, ticket.first_reply or ticket.created, *(ts for ts, _ in ticket.history)]
-            points.update(ts + 1 for ts in crossing if first < ts + 1 <= through)
+            events = [ticket.created, ticket.first_reply or ticket.created, *(ts for ts, _ in ticket.history)]
+            points.update(ts + 1 for ts in events if first < ts + 1 <= through)
         base_oldest = self._oldest_unanswered()
         steps: list = []
         for point in sorted(points):
