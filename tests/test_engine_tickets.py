@@ -6,6 +6,9 @@ from __future__ import annotations
 import itertools
 
 from core_events import WALL_MS, at, finals, persist, restored, settings, ticket
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from shoppulse.streams.engines import TicketsEngine
 from shoppulse.streams.partials import Progress
@@ -162,3 +165,89 @@ def test_a_ticket_written_before_the_typed_records_restores():
         [(1700, "solved")],
     )
     assert e.dump_key(TicketKey("T-1")) == old
+
+
+# ------------------------------------------------- steps against a recomputation from all events
+
+BACKLOG_S = 300
+KINDS = ("ticket_created", "agent_replied", "ticket_solved", "ticket_reopened")
+
+
+def reference_state(events: list[tuple[str, int, str]], point: int) -> tuple[int, int, int | None]:
+    """(open, in backlog, oldest unanswered creation) at `point` from every event so far, in
+    arrival order: a ticket is open at P if created before P and its last solve or reopen (in
+    arrival order) before P is not a solve; in the backlog if open and older than the backlog
+    age at P; unanswered if open with no public reply before P."""
+    tickets: dict[str, dict] = {}
+    for kind, ts, ticket_id in events:
+        if kind == "ticket_created":
+            tickets[ticket_id] = {"created": ts, "reply": None, "changes": []}
+        elif ticket_id in tickets:
+            if kind == "agent_replied":
+                tickets[ticket_id]["reply"] = tickets[ticket_id]["reply"] or ts
+            else:
+                tickets[ticket_id]["changes"].append((ts, kind))
+    open_count = backlog = 0
+    oldest = None
+    for t in tickets.values():
+        before = [kind for ts, kind in t["changes"] if ts < point]
+        if t["created"] >= point or (before and before[-1] == "ticket_solved"):
+            continue
+        open_count += 1
+        backlog += point - t["created"] > BACKLOG_S * 1000
+        if t["reply"] is None or t["reply"] >= point:
+            oldest = t["created"] if oldest is None else min(oldest, t["created"])
+    return open_count, backlog, oldest
+
+
+@st.composite
+def ticket_timelines(draw):
+    """Ticket events a few seconds to minutes apart, some up to 10 s (the grace) out of order,
+    each a batch of its own, with restarts from the written state in between."""
+    n = draw(st.integers(1, 40))
+    clock, items = 0, []
+    for _ in range(n):
+        clock += draw(st.sampled_from([0, 1, 5, 10, 30, 90, 250, 300, 310, 400]))
+        back = draw(st.integers(0, 10))
+        items.append(
+            (draw(st.sampled_from(KINDS)), max(0, clock - back), draw(st.sampled_from("abc")), draw(st.booleans()))
+        )
+    return items
+
+
+@given(ticket_timelines())
+@hsettings(max_examples=300, deadline=None)
+def test_steps_equal_a_recomputation_from_all_events(timeline):
+    e: TicketsEngine = TicketsEngine(0, settings(backlog_age_seconds=float(BACKLOG_S)))
+    store: dict[str, bytes] = {}
+    seen: list[tuple[str, int, str]] = []
+    for kind, seconds, ticket_id, restart in [*timeline, ("csat_rated", timeline[-1][1] + 2000, "z", False)]:
+        e.process([ticket(kind, seconds, ticket_id=ticket_id, score=5)], WALL_MS)
+        if kind != "csat_rated":
+            seen.append((kind, at(seconds), ticket_id))
+        for message in e.take_outbox(False):
+            if not isinstance(message, Progress) or message.steps is None:
+                continue
+            steps = message.steps
+            assert steps and steps[0][0] == message.from_ms + 1
+            probes = {message.from_ms + 1, message.through_ms}
+            probes.update(ts + d for _, ts, _ in seen for d in (0, 1, 2, BACKLOG_S * 1000 + 1))
+            for point in sorted(p for p in probes if message.from_ms < p <= message.through_ms):
+                in_force = [step for step in steps if step[0] <= point][-1]
+                assert tuple(in_force[1:]) == reference_state(seen, point), (point, steps)
+        persist(e, store)
+        if restart:
+            e = restored(e, store)
+
+
+def test_a_solved_ticket_is_forgotten_30_days_after_its_solve_and_a_reopened_one_is_kept():
+    e = engine()
+    day = 86_400
+    e.process([ticket("ticket_created", 0, "T-1"), ticket("ticket_created", 0, "T-2")], WALL_MS)
+    e.process([ticket("ticket_solved", 10, "T-1"), ticket("ticket_solved", 20, "T-2")], WALL_MS)
+    e.process([ticket("ticket_reopened", 30, "T-2")], WALL_MS)
+    e.process([closer(30 * day + 15)], WALL_MS)
+    assert set(e.tickets) == {"T-1", "T-2"}, "progress through 30 d + 5 s: T-1's solve at 10 s is not old enough"
+    e.process([closer(30 * day + 25)], WALL_MS)
+    assert set(e.tickets) == {"T-2"}
+    assert e.take_changes()["t|T-1"] is None, "the forgetting is written back"
