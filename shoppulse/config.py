@@ -310,6 +310,7 @@ def validate(settings: Settings) -> list[tuple[str, str]]:
         ("top_list_size", 1),
         ("batch_max_events", 1),
         ("checkpoint_max_events", 1),
+        ("open_updates_per_window", 1),
         ("max_payload_bytes", 1),
         ("grace_seconds", 0),
         ("dedup_horizon_seconds", 0),

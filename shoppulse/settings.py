@@ -63,6 +63,7 @@ class Settings:
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9464
     update_interval_seconds: float = 1.0
+    open_updates_per_window: int = 60  # non-final updates of an open window per window length, at most
     data_dir: str = "var/worker"
     goals: dict[str, dict[str, float]] = field(default_factory=dict)
 

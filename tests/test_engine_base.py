@@ -38,7 +38,7 @@ def test_late_event_is_reported_with_its_index_and_not_counted():
     assert (result.accepted, len(result.late)) == (1, 1)
     late, index = result.late[0]
     assert (late.ts_ms, index) == (at(30), 1)
-    assert finals(e.take_outbox(False), "count") == {0: {"events": 1}}
+    assert finals(e.take_outbox(), "count") == {0: {"events": 1}}
 
 
 def test_an_event_inside_the_grace_period_is_still_counted():
@@ -61,9 +61,9 @@ def test_duplicates_are_dropped_until_the_dedup_horizon_passes():
 def test_windows_close_once_the_watermark_passes_their_end_plus_grace():
     e = engine()
     e.process([order("order_placed", s) for s in (10, 20, 69)], WALL_MS)
-    assert finals(e.take_outbox(False), "count") == {}, "69 s < 60 s end + 10 s grace: nothing is final yet"
+    assert finals(e.take_outbox(), "count") == {}, "69 s < 60 s end + 10 s grace: nothing is final yet"
     e.process([order("order_placed", 130)], WALL_MS)
-    out = e.take_outbox(False)
+    out = e.take_outbox()
     # Through 130 - 10 = 120 s: both of the first two minutes, each once, with what each holds.
     assert finals(out, "count") == {0: {"events": 2}, 60: {"events": 1}}
     assert finals(out, "count", 5 * MINUTE) == {}, "the 5 minute window is still open"
@@ -74,34 +74,47 @@ def test_windows_close_once_the_watermark_passes_their_end_plus_grace():
 def test_progress_promises_every_window_ending_by_the_watermark_less_grace():
     e = engine()
     e.process([order("order_placed", 50)], WALL_MS)
-    assert marks(e.take_outbox(False), "count") == [(0, at(40))]
+    assert marks(e.take_outbox(), "count") == [(0, at(40))]
     e.process([order("order_placed", 90)], WALL_MS)
-    assert marks(e.take_outbox(False), "count") == [(at(40), at(80))]
+    assert marks(e.take_outbox(), "count") == [(at(40), at(80))]
     e.process([order("order_placed", 85)], WALL_MS)  # older than the watermark: no progress
-    assert marks(e.take_outbox(False), "count") == []
+    assert marks(e.take_outbox(), "count") == []
 
 
 def test_finals_are_flagged_waiting_from_the_window_end_until_the_outbox_is_taken():
     e = engine()
     e.process([order("order_placed", 10)], WALL_MS)
-    e.take_outbox(False)
+    e.take_outbox()
     e.process([order("order_placed", 69)], WALL_MS)
     assert not e.finals_waiting, "progress through 59 s: no window ended"
     e.process([order("order_placed", 75)], WALL_MS)
     assert e.finals_waiting, "progress through 65 s: the first minute is final"
-    e.take_outbox(False)
+    e.take_outbox()
     assert not e.finals_waiting
 
 
 def test_open_window_snapshots_only_for_windows_changed_since_the_last_call():
     e = engine()
     e.process([order("order_placed", 10), order("order_placed", 15)], WALL_MS)
-    first = e.take_outbox(snapshots_of_open=True)
+    first = e.take_outbox(WALL_MS)
     assert finals(first, "count") == {0: {"events": 2}}
     assert finals(first, "count", 5 * MINUTE) == {0: {"events": 2}}
-    assert [m for m in e.take_outbox(snapshots_of_open=True) if isinstance(m, Snapshot)] == []
+    assert [m for m in e.take_outbox(WALL_MS + 60_000) if isinstance(m, Snapshot)] == []
     e.process([order("order_placed", 20)], WALL_MS)
-    assert finals(e.take_outbox(snapshots_of_open=True), "count") == {0: {"events": 3}}
+    assert finals(e.take_outbox(WALL_MS + 120_000), "count") == {0: {"events": 3}}
+
+
+def test_open_window_snapshots_of_each_size_at_most_60_times_per_window_length():
+    e = engine()  # 1 and 5 minute windows: snapshots at most every second and every 5 s
+    sent = []
+    for second in range(11):
+        e.process([order("order_placed", second)], WALL_MS + second * 1000)
+        snapshots = [m for m in e.take_outbox(WALL_MS + second * 1000) if isinstance(m, Snapshot)]
+        sent.append(sorted(m.size_ms // 1000 for m in snapshots))
+    assert sent == [[60, 300], [60], [60], [60], [60], [60, 300], [60], [60], [60], [60], [60, 300]]
+    e.process([order("order_placed", 75)], WALL_MS + 11_500)
+    out = e.take_outbox(None)
+    assert finals(out, "count") == {0: {"events": 11}}, "a final goes out at once, due or not"
 
 
 def test_restore_from_the_written_changes_rebuilds_the_same_state():
@@ -120,10 +133,10 @@ def test_restore_from_the_written_changes_rebuilds_the_same_state():
     # Both go on alike: the same duplicates, late events and final windows.
     more = [order("order_placed", 201, event_id="e"), order("order_placed", 100), order("order_placed", 390)]
     for one in (e, copy):
-        one.take_outbox(False)
+        one.take_outbox()
     results = [one.process(list(more), WALL_MS) for one in (e, copy)]
     assert [(r.accepted, r.duplicates, len(r.late)) for r in results] == [(1, 1, 1)] * 2
-    outs = [one.take_outbox(False) for one in (e, copy)]
+    outs = [one.take_outbox() for one in (e, copy)]
     assert finals(outs[0], "count", 5 * MINUTE) == finals(outs[1], "count", 5 * MINUTE) == {0: {"events": 5}}
     assert marks(outs[0], "count") == marks(outs[1], "count")
 

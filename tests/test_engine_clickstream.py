@@ -17,14 +17,14 @@ def run(*batches) -> tuple[ClickstreamEngine, list]:
     e, out = engine(), []
     for batch in batches:
         e.process(list(batch), WALL_MS)
-        out += e.take_outbox(False)
+        out += e.take_outbox()
     return e, out
 
 
 def end_all(e: ClickstreamEngine, out: list, seconds: float = 5000) -> None:
     """Another visitor's event far later: every session so far has timed out and its window closes."""
     e.process([click("page_view", seconds, visitor="late-visitor", session="z")], WALL_MS)
-    out += e.take_outbox(False)
+    out += e.take_outbox()
 
 
 def test_a_session_starts_in_the_traffic_windows_of_its_first_event():
@@ -45,7 +45,7 @@ def test_a_session_ends_after_the_timeout_with_its_views_and_duration():
     assert ("v1", "s1") in {(k.visitor_id, k.session_id) for k in e.sessions}
     e.process([click("page_view", 20 + TIMEOUT_S + 1, visitor="other", session="o2")], WALL_MS)
     assert ("v1", "s1") not in {(k.visitor_id, k.session_id) for k in e.sessions}
-    out += e.take_outbox(False)
+    out += e.take_outbox()
     end_all(e, out)
     sessions = finals(out, "sessions")[0]
     assert (sessions["ended_sessions"], sessions["session_views"], sessions["session_duration_ms"]) == (1, 2, 15_000)
@@ -116,7 +116,7 @@ def test_a_window_held_by_an_open_session_does_not_close_on_every_event():
     assert e.family_progress("sessions") == at(0) and e.windows, "a sessions window is held"
     out.clear()
     e.process([click("page_view", 1230 + i / 10, visitor=f"C{i}", session="c") for i in range(300)], WALL_MS)
-    out += e.take_outbox(False)
+    out += e.take_outbox()
     assert 1 <= len(marks(out, "traffic")) <= 3
 
 
@@ -151,10 +151,10 @@ def test_restore_keeps_open_sessions_and_seen_visitors():
     assert copy.sessions == original.sessions and "v1" in copy.seen_visitors
     outs = []
     for one in (original, copy):
-        one.take_outbox(False)
+        one.take_outbox()
         # The same session goes on, then a new session of the now known visitor, then everything ends.
         one.process([click("purchase", 40), click("page_view", 100, session="s2")], WALL_MS)
-        out = one.take_outbox(False)
+        out = one.take_outbox()
         end_all(one, out)
         outs.append(out)
     for out in outs:

@@ -11,7 +11,7 @@ def sales(*events, engine: OrdersEngine | None = None):
     """The first minute's sales measures once it has closed."""
     e = engine or OrdersEngine(0, settings())
     e.process([*events, order("order_cancelled", 500, customer=None, order_id="closer")], WALL_MS)
-    return finals(e.take_outbox(False), "sales")[0]
+    return finals(e.take_outbox(), "sales")[0]
 
 
 def test_revenue_cost_and_profit_in_micros():
@@ -60,7 +60,7 @@ def test_insight_lists_weigh_products_and_pairs_in_the_largest_window():
     e = OrdersEngine(0, settings())
     placed = order("order_placed", 1, items=[item("b", 2, 1.5), item("a", 1, 4.0)])
     e.process([placed, order("order_cancelled", 500, customer=None, order_id="closer")], WALL_MS)
-    out = e.take_outbox(False)
+    out = e.take_outbox()
     five = finals(out, "sales", 300_000)[0]
     assert five["product_revenue_micros"].top(5) == [("a", 4_000_000), ("b", 3_000_000)]
     assert five["product_units"].top(5) == [("b", 2), ("a", 1)]

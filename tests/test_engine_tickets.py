@@ -51,7 +51,7 @@ def test_first_reply_time_and_sla_breach_by_priority():
         (60.0, "email", "normal"),
         (4000.0, "unknown", "urgent"),
     ]
-    windows = finals(e.take_outbox(False), "support")
+    windows = finals(e.take_outbox(), "support")
     assert (windows[0]["first_replies"], windows[0]["frt_sum_ms"], windows[0].get("sla_breaches")) == (1, 20_000, None)
     assert windows[60]["first_replies|channel"] == {"email": 1}
     late = windows[3960]
@@ -76,7 +76,7 @@ def test_solves_resolutions_and_one_touch_solves():
         WALL_MS,
     )
     assert result.resolution_seconds == [30.0, 40.0]
-    m = finals(e.take_outbox(False), "support")[0]
+    m = finals(e.take_outbox(), "support")[0]
     assert (m["solves"], m["one_touch_solves"], m["resolutions"], m["resolution_sum_ms"]) == (3, 1, 2, 70_000)
     assert m["tickets_created"] == 2
 
@@ -88,7 +88,7 @@ def test_csat_and_nps():
     e.process(
         [ticket(kind, i, f"r{i}", score=score) for i, (kind, score) in enumerate(ratings)] + [closer(500)], WALL_MS
     )
-    m = finals(e.take_outbox(False), "support")[0]
+    m = finals(e.take_outbox(), "support")[0]
     assert (m["csat_good"], m["csat_bad"]) == (2, 1)
     assert (m["nps_responses"], m["nps_promoters"], m["nps_detractors"]) == (4, 2, 1)
 
@@ -106,7 +106,7 @@ def test_open_backlog_and_oldest_unanswered_steps():
         ],
         WALL_MS,
     )
-    assert steps_of(e.take_outbox(False)) == [
+    assert steps_of(e.take_outbox()) == [
         [1, 0, 0, None],  # from the start of time: nothing open
         [at(10) + 1, 1, 0, at(10)],
         [at(20) + 1, 2, 0, at(10)],
@@ -114,12 +114,12 @@ def test_open_backlog_and_oldest_unanswered_steps():
         [at(40) + 1, 1, 0, None],  # B solved
     ]
     e.process([ticket("ticket_reopened", 80, "B"), closer(140)], WALL_MS)  # through 130 s
-    assert steps_of(e.take_outbox(False)) == [
+    assert steps_of(e.take_outbox()) == [
         [at(60) + 1, 1, 0, None],
         [at(80) + 1, 2, 0, at(20)],  # B open again, still unanswered
     ]
     e.process([closer(700)], WALL_MS)  # through 690 s: both pass the 600 s backlog age
-    assert steps_of(e.take_outbox(False)) == [
+    assert steps_of(e.take_outbox()) == [
         [at(130) + 1, 2, 0, at(20)],
         [at(610) + 1, 2, 1, at(20)],  # A: created at 10 s
         [at(620) + 1, 2, 2, at(20)],  # B: created at 20 s
@@ -146,9 +146,9 @@ def test_solves_and_reopens_before_a_close_keep_only_the_last_and_restore_exactl
     assert copy.tickets == e.tickets
     outs = []
     for one in (e, copy):
-        one.take_outbox(False)
+        one.take_outbox()
         one.process([closer(200)], WALL_MS)  # through 190 s
-        outs.append(one.take_outbox(False))
+        outs.append(one.take_outbox())
     assert steps_of(outs[0]) == steps_of(outs[1]) == [[at(90) + 1, 1, 0, at(0)], [at(95) + 1, 0, 0, None]]
 
 
@@ -225,7 +225,7 @@ def test_steps_equal_a_recomputation_from_all_events(timeline):
         e.process([ticket(kind, seconds, ticket_id=ticket_id, score=5)], WALL_MS)
         if kind != "csat_rated":
             seen.append((kind, at(seconds), ticket_id))
-        for message in e.take_outbox(False):
+        for message in e.take_outbox():
             if not isinstance(message, Progress) or message.steps is None:
                 continue
             steps = message.steps

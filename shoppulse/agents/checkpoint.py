@@ -148,7 +148,8 @@ class PartitionTask:
         raise NotImplementedError
 
     def take_outputs(self, *, open_snapshots: bool) -> list[tuple[str, bytes | None, bytes | None]]:
-        """Output records of this checkpoint besides the pending ones (partials of open windows)."""
+        """Output records of this checkpoint besides the pending ones (partials; with
+        `open_snapshots`, those of the open windows that are due)."""
         return []
 
     def on_committed(self, pending: Pending) -> None:
@@ -294,7 +295,8 @@ class SourceTask(PartitionTask):
 
     def take_outputs(self, *, open_snapshots: bool) -> list[tuple[str, bytes | None, bytes | None]]:
         topic = partials_topic(self.settings)
-        partials = self.driver.take_partials(self.tp.partition, snapshots_of_open=open_snapshots)
+        open_at_ms = int(time.time() * 1000) if open_snapshots else None
+        partials = self.driver.take_partials(self.tp.partition, open_at_ms=open_at_ms)
         return [(topic, key, value) for key, value in partials]
 
     def on_committed(self, pending: Pending) -> None:

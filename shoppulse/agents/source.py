@@ -113,18 +113,18 @@ class SourcePipeline:
                     self.table.pop(full_key, None)
                 else:
                     self.table[full_key] = value
-            await self.send_partials(partition, snapshots_of_open=False)
+            await self.send_partials(partition)
             latency = self.metrics.latency.labels(self.topic_name)
             for event in part_events:
                 latency.observe(max(0.0, now_ms / 1000 - event.message.timestamp))
             self.next_offset[partition] = part_events[-1].message.offset + 1
 
-    async def send_partials(self, partition: int, *, snapshots_of_open: bool) -> None:
+    async def send_partials(self, partition: int, *, open_at_ms: int | None = None) -> None:
         # The agent and the timer both send; a send can wait (a full producer buffer). Without the
         # lock a snapshot taken earlier could reach the merge stage after a later one of the same
         # window, and replace it: the partials must go out in the order they were taken.
         async with self.send_lock:
-            for key, value in self.driver.take_partials(partition, snapshots_of_open=snapshots_of_open):
+            for key, value in self.driver.take_partials(partition, open_at_ms=open_at_ms):
                 await self.partials.send(key=key, value=value)
 
     async def tick(self) -> None:
@@ -139,7 +139,7 @@ class SourcePipeline:
         for partition in list(self.driver.engines):
             if partition in assigned:
                 self._write_tick_state(partition)
-            await self.send_partials(partition, snapshots_of_open=True)
+            await self.send_partials(partition, open_at_ms=now_ms)
         lag = self.driver.watermark_lag_seconds(now_ms)
         if lag is not None:
             self.metrics.watermark_lag.labels(self.topic_name).set(lag)

@@ -157,13 +157,13 @@ class SourceDriver:
         engine = self.engines.get(partition)
         return engine.take_changes() if engine is not None else {}
 
-    def take_partials(self, partition: int, *, snapshots_of_open: bool) -> list[tuple[bytes, bytes]]:
-        """(key, value) records for the partials topic; with `snapshots_of_open`, also the
-        snapshots of open windows changed since the last call (the non-final updates)."""
+    def take_partials(self, partition: int, *, open_at_ms: int | None = None) -> list[tuple[bytes, bytes]]:
+        """(key, value) records for the partials topic; with `open_at_ms` (the wall clock), also
+        the snapshots of open windows that are due (the non-final updates: `take_outbox`)."""
         engine = self.engines.get(partition)
         if engine is None:
             return []
-        return [(m.family.encode(), m.to_bytes()) for m in engine.take_outbox(snapshots_of_open)]
+        return [(m.family.encode(), m.to_bytes()) for m in engine.take_outbox(open_at_ms)]
 
     def finals_waiting(self, partition: int) -> bool:
         """Whether the partials not taken yet finalise a window (the worker sends them at once)."""
@@ -251,7 +251,7 @@ class Pipeline:
             for stream, source in self.sources.items():
                 source.tick(now_ms, clock_ms=clocks.get(stream))
                 for partition in list(source.engines):
-                    self._collect(stream, partition, snapshots_of_open=True)
+                    self._collect(stream, partition, open_at_ms=now_ms)
         self.on_results(self.merge.open_updates())
 
     def restart(self) -> None:
@@ -259,10 +259,10 @@ class Pipeline:
         for source in self.sources.values():
             source.forget(list(source.engines))
 
-    def _collect(self, stream: Stream, partition: int, *, snapshots_of_open: bool = False) -> None:
+    def _collect(self, stream: Stream, partition: int, *, open_at_ms: int | None = None) -> None:
         source = self.sources[stream]
         self.on_state(stream, partition, source.take_changes(partition))
-        self.on_partials(source.take_partials(partition, snapshots_of_open=snapshots_of_open))
+        self.on_partials(source.take_partials(partition, open_at_ms=open_at_ms))
 
     def on_state(self, stream: Stream, partition: int, changes: dict[str, bytes | None]) -> None:
         """Where a partition's state changes go: a worker writes them to its table."""

@@ -81,6 +81,10 @@ class PartitionEngine:
         self.horizon_ms = int(settings.dedup_horizon_seconds * 1000)
         self.windows: dict[tuple[str, int, int], Measures] = {}
         self.dirty_windows: set[tuple[str, int, int]] = set()  # changed since the last snapshot
+        # Open windows' snapshots of each size at most `open_updates_per_window` times per window
+        # length (1 h: once a minute): a large window's snapshot is the largest partial.
+        self.open_period_ms = {size: size // settings.open_updates_per_window for size in self.sizes}
+        self.open_due_ms: dict[int, int] = {}  # size -> wall ms from which its next snapshots may go
         self.progress: dict[str, int] = {f: 0 for f in self.families}
         self.sent_progress: dict[str, int] = {}
         # dedup: the ids of each batch are one group, so expiry writes one key per batch
@@ -132,15 +136,19 @@ class PartitionEngine:
             self.watermark.adopt(clock_ms)
         self._close()
 
-    def take_outbox(self, snapshots_of_open: bool) -> list[Snapshot | Progress]:
-        """Messages for the merge stage. With `snapshots_of_open`, include snapshots of open
-        windows changed since the last call (the once-per-second non-final updates)."""
-        if snapshots_of_open:
-            for key in self.dirty_windows:
+    def take_outbox(self, open_at_ms: int | None = None) -> list[Snapshot | Progress]:
+        """Messages for the merge stage. With `open_at_ms` (the wall clock), include snapshots of
+        the open windows changed since their last one, of each size whose period has passed
+        (the non-final updates: see `open_period_ms`)."""
+        if open_at_ms is not None:
+            due = {size for size in self.sizes if open_at_ms >= self.open_due_ms.get(size, 0)}
+            for key in [k for k in self.dirty_windows if k[1] in due]:
                 measures = self.windows.get(key)
                 if measures is not None:
                     self.outbox.append(Snapshot(*key, self.partition, measures))
-            self.dirty_windows.clear()
+                self.dirty_windows.discard(key)
+            for size in due:
+                self.open_due_ms[size] = open_at_ms + self.open_period_ms[size]
         out, self.outbox = self.outbox, []
         self.finals_waiting = False
         return out
