@@ -134,38 +134,54 @@ class TicketsEngine(PartitionEngine):
         A ticket's state at a window end E counts its events with ts < E, so it can change at
         ts + 1 of any of its events, and it enters the backlog at created + backlog age + 1.
         Tickets with no event since the last close and no backlog crossing by through + 1 are
-        constant over the interval: their sum is kept (`state`). Only the touched ones are
-        evaluated at each change point, and again at through + 1 for the next interval.
+        constant over the interval: their sum is kept (`state`). The touched ones are evaluated
+        at the interval's start, again at each of their own change points in it, and at
+        through + 1 for the next interval.
         Then what no later interval needs is dropped (see the end).
         """
         first = previous + 1
         touched = set(self.touched)
-        points = {first}
         due = self.backlog_due
         while due and due[0][0] <= through + 1:
-            crossing, ticket_id = heapq.heappop(due)
+            _, ticket_id = heapq.heappop(due)
             if ticket_id in self.tickets:
                 touched.add(ticket_id)
-                if first < crossing <= through:
-                    points.add(crossing)
         for ticket_id in touched:
             self._set_state(ticket_id, None)
         live = [(t, self.tickets[t]) for t in touched if t in self.tickets]
-        for _, ticket in live:
-            events = [ticket.created, ticket.first_reply or ticket.created, *(ts for ts, _ in ticket.history)]
-            points.update(ts + 1 for ts in events if first < ts + 1 <= through)
+        # Each touched ticket's state at `first`, then changed only at its own change points.
+        current = [self._state_at(ticket, first) for _, ticket in live]
+        changes_at: dict[int, set[int]] = {}
+        for index, (_, ticket) in enumerate(live):
+            changes = [ticket.created, ticket.first_reply or ticket.created, *(ts for ts, _ in ticket.history)]
+            for point in (*(ts + 1 for ts in changes), ticket.created + self.backlog_ms + 1):
+                if first < point <= through:
+                    changes_at.setdefault(point, set()).add(index)
+        open_count = self.open_total + sum(state[0] for state in current)
+        backlog = self.backlog_total + sum(state[1] for state in current)
+        unanswered = [(state[2], index) for index, state in enumerate(current) if state[2] is not None]
+        heapq.heapify(unanswered)  # entries checked against `current`, as in _oldest_unanswered
         base_oldest = self._oldest_unanswered()
-        steps: list = []
-        for point in sorted(points):
-            open_count, backlog, oldest = self.open_total, self.backlog_total, base_oldest
-            for _, ticket in live:
-                is_open, in_backlog, unanswered = self._state_at(ticket, point)
-                open_count += is_open
-                backlog += in_backlog
-                if unanswered is not None and (oldest is None or unanswered < oldest):
-                    oldest = unanswered
-            if not steps or steps[-1][1:] != [open_count, backlog, oldest]:
-                steps.append([point, open_count, backlog, oldest])
+
+        def oldest() -> int | None:
+            while unanswered and current[unanswered[0][1]][2] != unanswered[0][0]:
+                heapq.heappop(unanswered)
+            top = unanswered[0][0] if unanswered else None
+            return top if base_oldest is None or (top is not None and top < base_oldest) else base_oldest
+
+        steps: list = [[first, open_count, backlog, oldest()]]
+        for point in sorted(changes_at):
+            for index in changes_at[point]:
+                old, state = current[index], self._state_at(live[index][1], point)
+                if state != old:
+                    open_count += state[0] - old[0]
+                    backlog += state[1] - old[1]
+                    current[index] = state
+                    if state[2] is not None:
+                        heapq.heappush(unanswered, (state[2], index))
+            value = [open_count, backlog, oldest()]
+            if steps[-1][1:] != value:
+                steps.append([point, *value])
         for ticket_id, ticket in live:
             self._set_state(ticket_id, self._state_at(ticket, through + 1))
         self._drop_superseded_history(touched, through)
