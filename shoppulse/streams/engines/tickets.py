@@ -42,16 +42,16 @@ class TicketsEngine(PartitionEngine):
         self.sla_ms = {p: int(s * 1000) for p, s in settings.sla_first_reply_seconds.items()}
         self.backlog_ms = int(settings.backlog_age_seconds * 1000)
         self.retention_ms = 30 * 86_400_000  # solved tickets are kept this long for reopens
-        # Tickets with events since the last close or effective after it (see state_steps), and their latest ts.
-        self.touched: set[str] = set()
-        self.last_ts: dict[str, int] = {}
-        # Each other ticket's (open, in backlog, unanswered since) at the start of the next
-        # interval, and their sums: a close then costs what changed, not every ticket held
-        # (they are kept 30 days). The oldest unanswered is a heap, checked against `state`.
+        # A close evaluates only the tickets with events since the last close (`news`) and those
+        # whose state changes in the interval (`change_due`: ts + 1 of each event, and the entry
+        # into the backlog); for every other ticket (they are kept 30 days) it uses `state`:
+        # each one's (open, in backlog, unanswered since) at the start of the next interval,
+        # with their sums. The oldest unanswered is a heap, checked against `state`.
+        self.news: set[str] = set()
+        self.change_due: list[tuple[int, str]] = []  # (time the ticket's state may change, ticket id)
         self.state: dict[str, tuple[int, int, int | None]] = {}
         self.open_total = self.backlog_total = 0
         self.unanswered: list[tuple[int, str]] = []  # (created, ticket id)
-        self.backlog_due: list[tuple[int, str]] = []  # (first time in the backlog, ticket id)
         self.forget_due: list[tuple[int, str]] = []  # (a solve's ts, ticket id): see _forget_old_tickets
 
     def on_event(self, parsed: Parsed, result: BatchResult) -> None:
@@ -63,7 +63,7 @@ class TicketsEngine(PartitionEngine):
             ticket = self.tickets[event.ticket_id] = Ticket(
                 created=ts, channel=event.channel or "unknown", priority=event.priority or "normal"
             )
-            heapq.heappush(self.backlog_due, (ts + self.backlog_ms + 1, event.ticket_id))
+            heapq.heappush(self.change_due, (ts + self.backlog_ms + 1, event.ticket_id))
             for m in windows:
                 m.inc("tickets_created")
                 m.inc_label("tickets_by_channel", ticket.channel)
@@ -109,8 +109,8 @@ class TicketsEngine(PartitionEngine):
                     m.inc("nps_detractors")
         if ticket is not None:
             self.changed.add(TicketKey(event.ticket_id))
-            self.touched.add(event.ticket_id)
-            self.last_ts[event.ticket_id] = max(ts, self.last_ts.get(event.ticket_id, ts))
+            self.news.add(event.ticket_id)
+            heapq.heappush(self.change_due, (ts + 1, event.ticket_id))
 
     def _first_reply(self, ticket: Ticket, ts: int, windows: list[Measures], result: BatchResult) -> None:
         frt = ts - ticket.created
@@ -133,15 +133,15 @@ class TicketsEngine(PartitionEngine):
 
         A ticket's state at a window end E counts its events with ts < E, so it can change at
         ts + 1 of any of its events, and it enters the backlog at created + backlog age + 1.
-        Tickets with no event since the last close and no backlog crossing by through + 1 are
-        constant over the interval: their sum is kept (`state`). The touched ones are evaluated
-        at the interval's start, again at each of their own change points in it, and at
-        through + 1 for the next interval.
+        Tickets with no event since the last close and no such change by through + 1 are
+        constant over the interval: their sum is kept (`state`). The others ("touched") are
+        evaluated at the interval's start, again at each of their own change points in it, and
+        at through + 1 for the next interval.
         Then what no later interval needs is dropped (see the end).
         """
         first = previous + 1
-        touched = set(self.touched)
-        due = self.backlog_due
+        touched, self.news = self.news, set()
+        due = self.change_due
         while due and due[0][0] <= through + 1:
             _, ticket_id = heapq.heappop(due)
             if ticket_id in self.tickets:
@@ -153,8 +153,7 @@ class TicketsEngine(PartitionEngine):
         current = [self._state_at(ticket, first) for _, ticket in live]
         changes_at: dict[int, set[int]] = {}
         for index, (_, ticket) in enumerate(live):
-            changes = [ticket.created, ticket.first_reply or ticket.created, *(ts for ts, _ in ticket.history)]
-            for point in (*(ts + 1 for ts in changes), ticket.created + self.backlog_ms + 1):
+            for point in self._change_points(ticket):
                 if first < point <= through:
                     changes_at.setdefault(point, set()).add(index)
         open_count = self.open_total + sum(state[0] for state in current)
@@ -185,10 +184,13 @@ class TicketsEngine(PartitionEngine):
         for ticket_id, ticket in live:
             self._set_state(ticket_id, self._state_at(ticket, through + 1))
         self._drop_superseded_history(touched, through)
-        self.touched = {t for t in self.touched if self.last_ts.get(t, 0) + 1 > through}
-        self.last_ts = {t: self.last_ts[t] for t in self.touched if t in self.last_ts}
         self._forget_old_tickets(through)
         return steps
+
+    def _change_points(self, ticket: Ticket) -> list[int]:
+        """Where the ticket's state may change: ts + 1 of each of its events, and its entry into the backlog."""
+        events = [ticket.created, ticket.first_reply or ticket.created, *(ts for ts, _ in ticket.history)]
+        return [*(ts + 1 for ts in events), ticket.created + self.backlog_ms + 1]
 
     def _set_state(self, ticket_id: str, state: tuple[int, int, int | None] | None) -> None:
         """Replace a ticket's part of the kept sums (None: take it out)."""
@@ -267,8 +269,8 @@ class TicketsEngine(PartitionEngine):
             raise KeyError(key)
         ticket = self.tickets[key.ticket_id] = _decode_ticket(value)
         # Which tickets changed since the last close was not persisted: re-evaluate each once.
-        self.touched.add(key.ticket_id)
-        heapq.heappush(self.backlog_due, (ticket.created + self.backlog_ms + 1, key.ticket_id))
+        self.news.add(key.ticket_id)
+        for point in self._change_points(ticket):
+            heapq.heappush(self.change_due, (point, key.ticket_id))
         if ticket.history and ticket.history[-1][1] == "solved":
             heapq.heappush(self.forget_due, (ticket.history[-1][0], key.ticket_id))
-        self.last_ts[key.ticket_id] = max([ticket.created, ticket.first_reply or 0, *(ts for ts, _ in ticket.history)])
