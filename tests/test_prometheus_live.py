@@ -62,6 +62,8 @@ MAY_BE_EMPTY = {  # (panel title, window or "" for any) -> why
     ("SLA breaches", "1m"): "no first reply in the last closed minute: no denominator",
     ("CSAT", "1m"): "no rating in the last closed minute: no denominator",
     ("First response p90 by channel (window)", "1m"): "a rare channel (social) may have no first reply in a minute",
+    ("First response p90 by priority (window)", "1m"): "a rare priority (urgent) may have no first reply in a minute",
+    ("NPS", "1m"): "no NPS rating in the last closed minute: no denominator",
 }
 GAUGE = "shoppulse_sessions_per_window"
 
