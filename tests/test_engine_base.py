@@ -117,6 +117,14 @@ def test_open_window_snapshots_of_each_size_at_most_60_times_per_window_length()
     assert finals(out, "count") == {0: {"events": 11}}, "a final goes out at once, due or not"
 
 
+def test_an_open_snapshot_a_little_early_is_on_time():
+    e = engine()
+    e.process([order("order_placed", 1)], WALL_MS)
+    e.take_outbox(WALL_MS)
+    e.process([order("order_placed", 2)], WALL_MS)
+    assert finals(e.take_outbox(WALL_MS + 990), "count") == {0: {"events": 2}}, "a timer 10 ms early"
+
+
 def test_restore_from_the_written_changes_rebuilds_the_same_state():
     e, store = engine(), {}
     batches = [
