@@ -35,16 +35,20 @@ from shoppulse.streams.pipeline import Pipeline, RawRecord  # noqa: E402
 from shoppulse.tools.generate import GeneratorConfig, generate_events  # noqa: E402
 
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+START_HOUR_UTC = 14  # where the daily curve crosses its mean rate, rising
 
 
 def generate(n: int, *, rate: float, seed: int, partitions: int = 4):
-    """The first `n` events of a seeded timeline of `rate` events/s that starts on an hour
-    boundary in the past. Returns (records, events, start_ms)."""
+    """The first `n` events of a seeded timeline of `rate` events/s that starts at 14:00 UTC on
+    a past day: the same events, shifted by whole days, in every run. Returns (records, events,
+    start_ms)."""
     duration_s = n / rate * 1.6 + 60  # the daily curve moves the rate by up to ±20 %
-    # Start on an hour boundary (at least an hour ago), so every run fills the same windows
-    # (run to run, the 1 h window's state must not depend on the wall clock).
+    # Start at the same hour of day (at least an hour ago) in every run: the generator's daily
+    # curve follows the hour of day, so a start anchored to the wall clock's hour gave a
+    # different stream (and sometimes fewer than `n` events) at different times of day.
     start_ms = int(time.time() * 1000) - int(duration_s * 1000) - HOUR_MS
-    start_ms -= start_ms % HOUR_MS
+    start_ms -= (start_ms - START_HOUR_UTC * HOUR_MS) % DAY_MS
     records, events = [], []
     for stream, event in generate_events(GeneratorConfig(rate=rate, seed=seed), start_ms, duration_s):
         key = key_of(stream, event).encode()

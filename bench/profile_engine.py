@@ -223,7 +223,7 @@ def largest(args) -> None:
     pipeline.run(records)
     finals = sorted(key for stage, key in biggest if key.startswith("f|") and f"|{h.HOUR_MS}|" in key)
     print(
-        f"{len(records):,} events from {start_ms} (an hour boundary), {time.perf_counter() - started:.0f} s; "
+        f"{len(records):,} events from {start_ms} (14:00 UTC on a past day), {time.perf_counter() - started:.0f} s; "
         f"final 1 h windows: {finals or 'none'}"
     )
     print(f"largest record of each kind (harness): {pipeline.max_bytes}")
