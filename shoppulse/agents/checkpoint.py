@@ -94,6 +94,16 @@ class Pending:
     finals: bool = False  # `records` hold final results (merge stage)
 
 
+@dataclass
+class Checkpoint:
+    """One checkpoint taken from a task, to be written in one transaction."""
+
+    changes: dict[str, bytes | None]  # state key -> value (None: deleted)
+    records: list[tuple[str, bytes | None, bytes | None]]  # outputs: (topic, key, value)
+    position: int  # the input offset after the last record it holds
+    pending: Pending  # counted once committed
+
+
 class PartitionTask:
     """One input partition's producer, state and offsets (subclasses: the state and outputs)."""
 
@@ -109,6 +119,7 @@ class PartitionTask:
         self.position = 0  # offset after the last record fed: the next checkpoint's input offset
         self.committed = 0  # the input offset of the last committed checkpoint
         self.pending = Pending()
+        self.writing: asyncio.Future | None = None  # the checkpoint being written (start_checkpoint)
         self.last_checkpoint = time.monotonic()
         self.last_open_snapshots = time.monotonic()
         self.single_partition_topics = (partials_topic(settings), clock_topic(settings))
@@ -137,6 +148,11 @@ class PartitionTask:
         self.last_checkpoint = self.last_open_snapshots = time.monotonic()
 
     async def close(self) -> None:
+        """Stop the producer, after the background checkpoint (its outcome no longer matters:
+        the partition is given up or reopened from the committed state)."""
+        writing, self.writing = self.writing, None
+        if writing is not None:
+            await asyncio.gather(writing, return_exceptions=True)
         if self.producer is not None:
             producer, self.producer = self.producer, None
             await producer.stop()
@@ -174,10 +190,15 @@ class PartitionTask:
             interval = settings.checkpoint_interval_seconds
         return self.pending.fed >= settings.checkpoint_max_events or now - self.last_checkpoint >= interval
 
-    async def checkpoint(self) -> bool:
-        """Write the state changes, outputs and input offset of everything fed since the last
-        checkpoint in one transaction. Returns whether there was anything to write."""
-        assert self.producer is not None, "the task is not open"
+    @property
+    def committing(self) -> bool:
+        """Whether a checkpoint's transaction is still on its way to the broker."""
+        return self.writing is not None and not self.writing.done()
+
+    def take_checkpoint(self) -> Checkpoint | None:
+        """Everything fed since the last checkpoint, taken out of the task (None: nothing to
+        write). Synchronous, so the state, the outputs and the offset belong together; records
+        fed afterwards go to the next checkpoint."""
         now = time.monotonic()
         open_snapshots = now - self.last_open_snapshots >= self.settings.checkpoint_interval_seconds
         changes = self.take_state_changes()
@@ -187,23 +208,54 @@ class PartitionTask:
         if open_snapshots:
             self.last_open_snapshots = now
         if not changes and not records and self.position == self.committed:
+            return None
+        return Checkpoint(changes, records, self.position, pending)
+
+    def start_checkpoint(self) -> bool:
+        """Take a checkpoint and write it in the background (`writing`), so that fetching and
+        feeding go on while its transaction commits (a few broker round trips: about 0.1-0.2 s
+        here). One at a time: the caller waits until `committing` is over."""
+        assert not self.committing, "the previous checkpoint is still committing"
+        checkpoint = self.take_checkpoint()
+        if checkpoint is None:
             return False
+        self.writing = asyncio.ensure_future(self.write(checkpoint))
+        return True
+
+    async def finish_checkpoint(self) -> None:
+        """Wait for the background checkpoint, if any; raise what it raised."""
+        writing, self.writing = self.writing, None
+        if writing is not None:
+            await writing
+
+    async def checkpoint(self) -> bool:
+        """Finish the background checkpoint, then write everything fed since in one transaction
+        and wait for it (revocation, stop). Returns whether there was anything to write."""
+        await self.finish_checkpoint()
+        checkpoint = self.take_checkpoint()
+        if checkpoint is None:
+            return False
+        await self.write(checkpoint)
+        return True
+
+    async def write(self, checkpoint: Checkpoint) -> None:
+        """The checkpoint's state changes, outputs and input offset in one transaction."""
         # On any error the in-memory state is ahead of the committed one: the caller reopens
         # the task (a new producer aborts this transaction, the state is restored again).
         producer = self.producer
+        assert producer is not None, "the task is not open"
         await producer.begin_transaction()
-        await self._send_changes(producer, changes)
-        for sent, (topic, record_key, record_value) in enumerate(records, 1):
+        await self._send_changes(producer, checkpoint.changes)
+        for sent, (topic, record_key, record_value) in enumerate(checkpoint.records, 1):
             partition = 0 if topic in self.single_partition_topics else None
             await producer.send(topic, record_value, key=record_key, partition=partition)
             if sent % SENDS_PER_YIELD == 0:
                 await asyncio.sleep(0)
-        if self.position != self.committed:
-            await producer.send_offsets_to_transaction({self.tp: self.position}, self.group_id)
+        if checkpoint.position != self.committed:
+            await producer.send_offsets_to_transaction({self.tp: checkpoint.position}, self.group_id)
         await producer.commit_transaction()
-        self.committed = self.position
-        self.on_committed(pending)
-        return True
+        self.committed = checkpoint.position
+        self.on_committed(checkpoint.pending)
 
     async def _send_changes(self, producer: AIOKafkaProducer, changes: dict[str, bytes | None]) -> None:
         """The state changes to the changelog partition, in batches built here: one producer

@@ -8,7 +8,10 @@ Per batch, each partition's records go to its task (`SourceTask` feeds the core'
 `SourceDriver`, `MergeTask` the `MergeDriver`); a task is checkpointed every
 `checkpoint_interval_seconds` (`catch_up_checkpoint_interval_seconds` while a batch or more
 of its records wait unread), after `checkpoint_max_events` records, when its partition is
-revoked and when the worker stops.
+revoked and when the worker stops. A checkpoint's transaction commits in the background while
+the loop fetches and feeds on (its broker round trips would otherwise stall every partition);
+a task starts its next checkpoint once the previous one has committed, and a revocation or
+stop waits for it.
 
 Faust stays the application: this is a `mode.Service` started and stopped with the Faust app
 (signals, shutdown), and the app's timer calls `tick`.
@@ -169,11 +172,14 @@ class BatchDataPlane(Service):
                             break
                     await asyncio.sleep(0)  # heartbeats (see checkpoint.SENDS_PER_YIELD)
             async with self.lock:
+                await self._finish_checkpoints(
+                    [t for t in self._open_tasks() if t.writing is not None and t.writing.done()]
+                )
                 now = time.monotonic()
                 backlog = self.settings.batch_max_events
-                await self._checkpoint(
-                    [t for t in self._open_tasks() if t.due(now, catching_up=self._lag(t.tp) >= backlog)]
-                )
+                for task in self._open_tasks():
+                    if not task.committing and task.due(now, catching_up=self._lag(task.tp) >= backlog):
+                        task.start_checkpoint()
 
     def _feed(self, tp: TopicPartition, records: list, now_ms: int) -> bool:
         task = self.tasks.get(tp)
@@ -237,7 +243,15 @@ class BatchDataPlane(Service):
     # ------------------------------------------------------------ checkpoints
 
     async def _checkpoint(self, tasks: list[PartitionTask]) -> None:
-        results = await asyncio.gather(*(t.checkpoint() for t in tasks), return_exceptions=True)
+        """Checkpoint the tasks and wait for it (revocation, stop)."""
+        await self._settle(tasks, await asyncio.gather(*(t.checkpoint() for t in tasks), return_exceptions=True))
+
+    async def _finish_checkpoints(self, tasks: list[PartitionTask]) -> None:
+        """The outcome of the tasks' background checkpoints (`PartitionTask.start_checkpoint`)."""
+        await self._settle(tasks, await asyncio.gather(*(t.finish_checkpoint() for t in tasks), return_exceptions=True))
+
+    async def _settle(self, tasks: list[PartitionTask], results: list) -> None:
+        """Reopen the tasks whose checkpoint failed; give up the fenced ones and rejoin."""
         fenced = [t.tp for t, result in zip(tasks, results) if isinstance(result, ProducerFenced)]
         for task, result in zip(tasks, results):
             if isinstance(result, BaseException) and task.tp not in fenced:

@@ -1,0 +1,153 @@
+"""A checkpoint commits in the background while its partition is fed on
+(agents/checkpoint.py `PartitionTask.start_checkpoint`), on the real broker of the
+`kafka_broker` fixture.
+
+What must hold: a checkpoint holds the state, the outputs and the input offset of the records
+fed before it was taken, and nothing fed while its transaction commits; those records go to
+the next checkpoint. The expected changelog rows come from the core (`Pipeline`, durable)
+fed the same records in the same slices, without Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shoppulse.agents.checkpoint import SourceTask, StagedSource, read_changelog
+from shoppulse.kafka.admin import ensure_topics
+from shoppulse.outputs.prometheus import Metrics
+from shoppulse.settings import Settings, TopicNames
+from shoppulse.streams.cold import MemoryStore
+from shoppulse.streams.events import encode, key_of
+from shoppulse.streams.pipeline import Pipeline, RawRecord
+from shoppulse.streams.state_keys import split_table_key
+from shoppulse.tools.generate import GeneratorConfig, generate_events
+
+pytestmark = pytest.mark.integration
+
+START_MS = 1_780_000_000_000
+NOW_MS = START_MS + 3_600_000
+
+
+def order_values(n: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) of the first `n` generated orders events."""
+    out = []
+    for stream, event in generate_events(GeneratorConfig(rate=2000, seed=3), START_MS, 3600):
+        if stream == "orders":
+            out.append((key_of(stream, event).encode(), encode(event)))
+            if len(out) == n:
+                return out
+    raise AssertionError(f"the timeline gave {len(out)} orders")
+
+
+def settings_for(broker: str) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    names = {name: f"{name}-{tag}" for name in ("clickstream", "orders", "tickets")}
+    topics = TopicNames(**names, results=f"kpi-results-{tag}", dead_letters=f"kpi-dead-letters-{tag}")
+    return Settings(broker=broker, app_id=f"ckpt-{tag}", topics=topics, partitions=1)
+
+
+async def produce_and_read(settings: Settings, values: list[tuple[bytes, bytes]]) -> list:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker)
+    await producer.start()
+    try:
+        for key, value in values:
+            await producer.send(settings.topics.orders, value, key=key, partition=0)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
+    await consumer.start()
+    tp = TopicPartition(settings.topics.orders, 0)
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        records: list = []
+        while len(records) < len(values):
+            for batch in (await consumer.getmany(tp, timeout_ms=500)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def changelog_rows(settings: Settings, task: SourceTask) -> dict[str, bytes]:
+    """The task's committed state as a new owner restores it (read_committed, latest per key)."""
+    reader = AIOKafkaConsumer(bootstrap_servers=settings.broker, isolation_level="read_committed")
+    await reader.start()
+    try:
+        rows = (await read_changelog(reader, [task.changelog]))[task.changelog]
+    finally:
+        await reader.stop()
+    return {split_table_key(raw)[1]: value for raw, value in rows.items()}
+
+
+async def committed_offset(settings: Settings, tp: TopicPartition) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(settings.app_id, partitions=[tp])
+    finally:
+        await admin.close()
+    return offsets[tp].offset if tp in offsets else -1
+
+
+async def settled(probe, expected, timeout: float = 10.0):
+    """The commit's markers reach the changelog and the group's offsets a moment after EndTxn."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (value := await probe()) != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"still {value!r}, expected {expected!r}"
+        await asyncio.sleep(0.05)
+
+
+def core_rows(settings: Settings, slices: list[list]) -> list[dict[str, bytes]]:
+    """The orders partition's state after each slice, as the core writes it."""
+    pipeline = Pipeline(settings, durable=True)
+    after = []
+    for records in slices:
+        raw = [RawRecord(r.offset, r.value, r.key, r.timestamp) for r in records]
+        pipeline.feed("orders", 0, raw, NOW_MS)
+        after.append(dict(pipeline.stores[("orders", 0)]))
+    return after
+
+
+def test_records_fed_while_a_checkpoint_commits_go_to_the_next_one(kafka_broker):
+    async def scenario() -> None:
+        settings = settings_for(kafka_broker.bootstrap)
+        await ensure_topics(settings)
+        records = await produce_and_read(settings, order_values(400))
+        first, second = records[:250], records[250:]
+        expected_first, expected_both = core_rows(settings, [first, second])
+        assert expected_first != expected_both, "the second slice must change the state"
+
+        tp = TopicPartition(settings.topics.orders, 0)
+        source = StagedSource("orders", settings, MemoryStore())
+        task = SourceTask(tp, settings, settings.app_id, source, Metrics())
+        await task.start_producer()
+        try:
+            task.restore({}, None)
+            task.feed(first, NOW_MS)
+            assert task.start_checkpoint()
+            assert task.committing
+            task.feed(second, NOW_MS)  # while the first checkpoint's transaction commits
+            with pytest.raises(AssertionError, match="still committing"):
+                task.start_checkpoint()
+            await task.finish_checkpoint()
+            assert not task.committing and task.committed == 250
+
+            await settled(lambda: committed_offset(settings, tp), 250)
+            assert await changelog_rows(settings, task) == expected_first
+
+            assert await task.checkpoint()
+            assert task.committed == 400
+            await settled(lambda: committed_offset(settings, tp), 400)
+            assert await changelog_rows(settings, task) == expected_both
+            assert not await task.checkpoint(), "nothing fed since: nothing to write"
+        finally:
+            await task.close()
+
+    asyncio.run(scenario())
