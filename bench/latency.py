@@ -18,6 +18,8 @@
    minus (end + grace), and of its last final record. The sessions family is left out: its
    windows close only when their sessions end (30 min of inactivity), not at end + grace. Only
    windows that close after the warm-up and at least 10 s before the traffic stops count.
+   The events over 0.5 s are also broken down by the second of the minute they were processed
+   in (the histogram scraped every second), which shows whether window ends cause them.
 4. Also: the rate actually produced, and the worker's CPU share and peak RSS (psutil).
 5. With `--profile FILE`: py-spy samples the worker over the measured interval (100/s, without
    pausing it; py-spy comes with the `bench` extra) and a summary by package and function is
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -90,6 +93,18 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
             return lower + (bound - lower) * (rank - below) / max(buckets[bound] - below, 1e-12)
         lower, below = bound, buckets[bound]
     return None
+
+
+def slow_seconds(series: list[tuple[float, dict[float, float]]]) -> dict[int, int]:
+    """Events processed more than 0.5 s after their record timestamp, by the second of the
+    minute in which they were scraped (where in the minute the slow ones are: window ends
+    fall on whole minutes)."""
+    slow: dict[int, int] = defaultdict(int)
+    for (_, earlier), (at, later) in itertools.pairwise(series):
+        over = (later.get(float("inf"), 0) - later.get(0.5, 0)) - (earlier.get(float("inf"), 0) - earlier.get(0.5, 0))
+        if over > 0:
+            slow[int(at) % 60] += int(over)
+    return dict(slow)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -214,11 +229,16 @@ async def main(args) -> int:
         own_cpu0 = sum(me.cpu_times()[:2])
         broker_cpu0 = sum(broker_ps.cpu_times()[:2]) if broker_ps else 0.0
         peak_rss = 0
+        series = [(time.time(), before)]  # (wall clock, buckets) about once a second
         while not producing.done():
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
             peak_rss = max(peak_rss, ps.memory_info().rss)
             await asyncio.sleep(0.5)
+            if time.time() - series[-1][0] >= 1.0:
+                buckets = await asyncio.to_thread(scrape_buckets, port)  # not blocking the producer
+                if buckets is not None:
+                    series.append((time.time(), buckets))
         sent, produce_s = await producing
         await asyncio.sleep(2.0)  # the last records' latency (they are counted when processed)
         after = scrape_buckets(port) or {}
@@ -254,6 +274,8 @@ async def main(args) -> int:
         firsts = [v[0] for v in closes.values()]
         lasts = [v[1] for v in closes.values()]
 
+        slow_by_second = slow_seconds(series)
+
         print(f"produced {sent:,} events in {produce_s:.1f} s: {sent / produce_s:,.0f} events/s")
         print(
             f"worker [{args.worker_variant or 'stock'}]: CPU {cpu_share:.0%} of one core, peak RSS "
@@ -265,6 +287,13 @@ async def main(args) -> int:
             f"record timestamp -> processed, {count:,.0f} events after the {WARM_UP_S:.0f} s warm-up: "
             f"p50 {p50:.3f} s, p99 {p99:.3f} s, {within:.2%} within 0.5 s (target: p99 <= 0.5 s)"
         )
+        total_slow = sum(slow_by_second.values())
+        if total_slow:
+            worst = sorted(slow_by_second.items(), key=lambda kv: -kv[1])[:8]
+            print(
+                "  over 0.5 s, by second of the minute (scraped each second; window ends at :00): "
+                + ", ".join(f":{second:02d} {n / total_slow:.0%}" for second, n in worst)
+            )
         if firsts:
             print(
                 f"window close (end + grace) -> final on kpi-results, {len(closes)} (family, window) closes: "
