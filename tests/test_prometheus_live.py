@@ -294,17 +294,26 @@ def test_dashboards_queries_and_alerts_on_a_real_prometheus(namespace, tmp_path)
         return f"[{time.monotonic() - started:5.0f} s]"
 
     try:
+        # Prometheus scrapes the workers before the history is replayed: the histograms' observations of
+        # the history are then increases within their 5 m rate range (a worker that worked the history off
+        # before the first scrape left the support histograms without a rate until live replies came).
+        ports = {"outage": free_port(), "normal": free_port()}
+        for ns, name in ((shop, "outage"), (calm, "normal")):
+            rules = render_rules(settings[ns], window="1m", options=OPTIONS)
+            servers.append(Prometheus(tmp_path / f"prometheus-{name}", ports[name], rules))
+        prometheus, calm_prometheus = servers
+        scraping_since = time.time()
+        worker = shop.start_worker(metrics_port=ports["outage"])
+        calm.start_worker("w1", metrics_port=ports["normal"])
+
+        def scraped() -> bool:
+            return all(s.query("up == 1") for s in servers)
+
+        _wait_for("Prometheus to scrape both workers", scraped, 120, diagnose)
         history = tmp_path / "history.jsonl"
         _write_history(history, int(time.time() * 1000))
         replayed = shop.shoppulse("replay", "jsonl", str(history), "--quiet")
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
-        worker = shop.start_worker()
-        calm_worker = calm.start_worker("w1")
-        for ns, port, name in ((shop, worker.metrics_port, "outage"), (calm, calm_worker.metrics_port, "normal")):
-            rules = render_rules(settings[ns], window="1m", options=OPTIONS)
-            servers.append(Prometheus(tmp_path / f"prometheus-{name}", port, rules))
-        prometheus, calm_prometheus = servers
-        scraping_since = time.time()
         asyncio.run(_send_invalid(shop.broker, shop.topics["orders"]))  # dead letters, for their panels
         calm_traffic.start()
         normal = start_generator("normal", seed=7)
