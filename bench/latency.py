@@ -18,6 +18,9 @@
    minus (end + grace), and of its last final record. The sessions family is left out: its
    windows close only when their sessions end (30 min of inactivity), not at end + grace. Only
    windows that close after the warm-up and at least 10 s before the traffic stops count.
+   A second `read_committed` consumer reads the partials topic and notes when each source
+   partition's `Progress` passed a window end: the last of them is the source stage's part of
+   the latency, the rest is the merge stage's.
    The events over 0.5 s are also broken down by the second of the minute they were processed
    in (the histogram scraped every second), which shows whether window ends cause them.
 4. Also: the rate actually produced, and the worker's CPU share and peak RSS (psutil).
@@ -58,6 +61,7 @@ from shoppulse.kafka.admin import ensure_topics
 from shoppulse.kafka.broker import LocalKafka, free_port
 from shoppulse.streams.kpis import CATALOGUE
 from shoppulse.tools.sink import KafkaSink
+from shoppulse.topics import partials_topic
 
 BUCKET = re.compile(r'^shoppulse_processing_latency_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} ([0-9.e+]+)$', re.M)
 FAMILY = {kpi.key: kpi.family for kpi in CATALOGUE}
@@ -156,6 +160,46 @@ async def read_finals(settings, arrivals: dict, stop: asyncio.Event) -> None:
         await consumer.stop()
 
 
+async def read_progress(settings, progress: dict, stop: asyncio.Event) -> None:
+    """(family, partition) -> [(wall-clock arrival, through_ms)] of the committed `Progress`
+    partials: when each source partition's finals became visible to the merge stage (its
+    checkpoint committed), the first of the two stages a final passes."""
+    consumer = AIOKafkaConsumer(
+        partials_topic(settings),
+        bootstrap_servers=settings.broker,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.time()
+            for messages in batch.values():
+                for message in messages:
+                    if not message.value.startswith(b'{"type":"progress"'):  # snapshots: large, not needed
+                        continue
+                    record = orjson.loads(message.value)
+                    progress.setdefault((record["family"], record["partition"]), []).append((now, record["through_ms"]))
+    finally:
+        await consumer.stop()
+
+
+def sources_final(progress: dict, end_ms: int) -> tuple[float, str] | None:
+    """When the last source partition's progress passed `end_ms`, and which one it was."""
+    latest = None
+    for (family, partition), arrivals in progress.items():
+        if family == "sessions":
+            continue
+        first = next((arrival for arrival, through in arrivals if through >= end_ms), None)
+        if first is None:
+            return None
+        if latest is None or first > latest[0]:
+            latest = (first, f"{family}/{partition}")
+    return latest
+
+
 async def main(args) -> int:
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     info = machine()
@@ -201,8 +245,12 @@ async def main(args) -> int:
             )
         ps = psutil.Process(proc.pid)
         arrivals: dict = {}
+        progress: dict = {}
         stop = asyncio.Event()
-        reader = asyncio.create_task(read_finals(settings, arrivals, stop))
+        readers = [
+            asyncio.create_task(read_finals(settings, arrivals, stop)),
+            asyncio.create_task(read_progress(settings, progress, stop)),
+        ]
         producing = asyncio.create_task(produce_live(settings, events, first_ts / 1000))
 
         warm_until = first_ts / 1000 + WARM_UP_S
@@ -248,7 +296,7 @@ async def main(args) -> int:
         broker_share = (sum(broker_ps.cpu_times()[:2]) - broker_cpu0) / elapsed if broker_ps else None
         await asyncio.sleep(TAIL_S)
         stop.set()
-        await reader
+        await asyncio.gather(*readers)
 
         measured = {b: after.get(b, 0) - before.get(b, 0) for b in after}
         count = measured.get(float("inf"), 0)
@@ -303,6 +351,15 @@ async def main(args) -> int:
             )
             for key, (first, last) in sorted(closes.items(), key=lambda kv: (kv[0][3], kv[0][0])):
                 print(f"  {key[0]:8} {key[1]:>3} ending {key[3] // 1000}: first {first:.2f} s, last {last:.2f} s")
+            print("  the two stages, by window end: last source partition's progress committed, then the first final")
+            for end in sorted({key[3] for key in closes}):
+                close_s = (end + grace_ms) / 1000
+                ready = sources_final(progress, end)
+                first_final = min(v[0] for k, v in closes.items() if k[3] == end)
+                stage = (
+                    f"sources {ready[0] - close_s:.2f} s (last: {ready[1]})" if ready else "sources: no progress seen"
+                )
+                print(f"  ending {end // 1000}: {stage}, first final {first_final:.2f} s")
         print(f"closes in the interval with no final record: {len(missing)} {missing[:6]}")
         if profiler is not None:
             profiler.wait(60)
