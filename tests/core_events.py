@@ -102,12 +102,17 @@ def restored(engine: PartitionEngine, store: dict[str, bytes]) -> PartitionEngin
     return fresh
 
 
+def whole_window(engine: PartitionEngine, key: tuple[str, int, int]) -> Measures:
+    """A window's state as its snapshot would carry it: its base and its delta merged (a copy)."""
+    return Measures().merge(engine.window_bases.get(key, Measures())).merge(engine.windows[key])
+
+
 def state_of(engine: PartitionEngine) -> dict:
     """Everything the base engine keeps that a restart must rebuild."""
     return {
         "watermark": engine.watermark.event_ms,
         "progress": dict(engine.progress),
-        "windows": {key: measures.dump() for key, measures in engine.windows.items()},
+        "windows": {key: whole_window(engine, key).dump() for key in engine.windows},
         "id_groups": {group: max_ts for group, (max_ts, _) in engine.event_ids.groups.items()},
         "next_group": engine.next_group,
         "next_close": engine.next_close,

@@ -24,10 +24,13 @@ def run(
     *,
     batch: int = 500,
     restart_every: int | None = None,
+    open_snapshots: bool = False,
 ) -> list[dict]:
     """Feed (stream, event dict) pairs in order; close everything; return all kpi-results records.
 
     With `restart_every`, every engine is rebuilt from its written state every N batches, as after a crash.
+    With `open_snapshots`, each batch also sends the open windows' snapshots that are due, on a wall
+    clock one second further per batch (a 1 h window's once every 60 batches: the fold of its delta).
     """
     settings = settings or Settings()
     pipeline = Pipeline(settings, durable=restart_every is not None)
@@ -42,7 +45,8 @@ def run(
         offset = offsets[slot] = offsets.get(slot, -1) + 1
         pending.setdefault(slot, []).append(RawRecord(offset, payload, key))
         if len(pending[slot]) >= batch:
-            pipeline.feed(stream, partition, pending.pop(slot), NOW_MS)
+            open_at_ms = NOW_MS + batches * 1000 if open_snapshots else None
+            pipeline.feed(stream, partition, pending.pop(slot), NOW_MS, open_at_ms=open_at_ms)
             batches += 1
             if restart_every and batches % restart_every == 0:
                 pipeline.restart()

@@ -149,6 +149,36 @@ def test_restore_from_the_written_changes_rebuilds_the_same_state():
     assert marks(outs[0], "count") == marks(outs[1], "count")
 
 
+def test_a_large_window_is_written_whole_once_per_open_snapshot_and_as_a_delta_between():
+    """A 1 h window (snapshots once a minute) gets its whole row at each fold and only its delta at the
+    checkpoints between; the written rows restore the same state at every checkpoint, and a restored
+    engine's next snapshot and final are those of the engine that never stopped."""
+    e, store = CountingEngine(0, settings(windows_seconds=(60, 3600))), {}
+    hour_row, delta_row = f"w|count|3600000|{T0}", f"wd|count|3600000|{T0}"
+    whole_writes = delta_writes = 0
+    for second in range(0, 200, 2):
+        e.process([order("order_placed", second), order("order_placed", second + 1)], WALL_MS + second * 1000)
+        e.take_outbox(WALL_MS + second * 1000)  # the open snapshots that are due fold their windows
+        changes = e.take_changes()
+        whole_writes += hour_row in changes
+        delta_writes += changes.get(delta_row) is not None
+        for key, value in changes.items():
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value
+        assert state_of(restored(e, store)) == state_of(e), f"after {second} s"
+    # 100 checkpoints; folds at 0, 60, 120 and 180 s, each written whole with no delta left.
+    assert (whole_writes, delta_writes) == (4, 96)
+    copy = restored(e, store)
+    for one in (e, copy):
+        one.process([order("order_placed", 3700)], WALL_MS + 300_000)  # the hour ends
+    final, again = (finals(one.take_outbox(), "count", 3_600_000) for one in (e, copy))
+    assert final == again == {0: {"events": 200}}
+    persist(e, store)
+    assert hour_row not in store and delta_row not in store, "a closed window's rows are deleted"
+
+
 def test_the_clock_is_always_given_never_read():
     for method in (PartitionEngine.process, PartitionEngine.tick):
         assert inspect.signature(method).parameters["wall_ms"].default is inspect.Parameter.empty

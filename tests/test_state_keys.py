@@ -18,6 +18,7 @@ from shoppulse.streams.state_keys import (
     StepsKey,
     TicketKey,
     VisitorKey,
+    WindowDeltaKey,
     WindowKey,
     decode_key,
     decode_merge_key,
@@ -34,6 +35,7 @@ ints = st.integers(min_value=0, max_value=2**62)
 state_keys = st.one_of(
     st.just(META),
     st.builds(WindowKey, ids, ints, ints),
+    st.builds(WindowDeltaKey, ids, ints, ints),
     st.builds(IdsKey, ints),
     st.builds(SessionKey, ids, ids),
     st.builds(VisitorKey, ids),

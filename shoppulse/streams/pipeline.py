@@ -231,11 +231,21 @@ class Pipeline:
 
         return SourceDriver(stream, self.settings, self.settings.topics.source(stream), restore, self.cold)
 
-    def feed(self, stream: Stream, partition: int, records: Sequence[RawRecord], now_ms: int) -> FeedResult:
-        """One batch of one partition, then its partials straight into the merge stage."""
+    def feed(
+        self,
+        stream: Stream,
+        partition: int,
+        records: Sequence[RawRecord],
+        now_ms: int,
+        *,
+        open_at_ms: int | None = None,
+    ) -> FeedResult:
+        """One batch of one partition, then its partials straight into the merge stage (with
+        `open_at_ms`, the wall clock, also the open windows' snapshots that are due, as a worker's
+        checkpoint sends them)."""
         source = self.sources[stream]
         result = source.feed(partition, records, now_ms)
-        self._collect(stream, partition)
+        self._collect(stream, partition, open_at_ms=open_at_ms)
         return result
 
     def tick(self, now_ms: int, partitions: int | None = None) -> None:

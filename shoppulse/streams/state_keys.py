@@ -3,7 +3,8 @@
 A source engine's state, one row per key (values: see the engines' `dump_key`):
 
     meta                              MetaKey       watermark, progress, next dedup group
-    w|<family>|<size_ms>|<start_ms>   WindowKey     the Measures of one open window
+    w|<family>|<size_ms>|<start_ms>   WindowKey     the Measures of one open window, as of its last fold
+    wd|<family>|<size_ms>|<start_ms>  WindowDeltaKey  what that window received since (merged on restore)
     ids|<group>                       IdsKey        the event ids of one batch (dedup horizon)
     s|<visitor_id> <session_id>       SessionKey    one open session
     v|<visitor_id>                    VisitorKey    a visitor seen before
@@ -41,6 +42,12 @@ class WindowKey(msgspec.Struct, frozen=True):
     start_ms: int
 
 
+class WindowDeltaKey(msgspec.Struct, frozen=True):
+    family: str
+    size_ms: int
+    start_ms: int
+
+
 class IdsKey(msgspec.Struct, frozen=True):
     group: int
 
@@ -64,7 +71,7 @@ class TicketKey(msgspec.Struct, frozen=True):
     ticket_id: str
 
 
-StateKey = MetaKey | WindowKey | IdsKey | SessionKey | VisitorKey | CustomerKey | TicketKey
+StateKey = MetaKey | WindowKey | WindowDeltaKey | IdsKey | SessionKey | VisitorKey | CustomerKey | TicketKey
 
 
 class PartialKey(msgspec.Struct, frozen=True):
@@ -117,6 +124,8 @@ def encode_key(key: StateKey | MergeKey) -> str:
             return "meta"
         case WindowKey(family, size_ms, start_ms):
             return f"w|{_text(family)}|{size_ms}|{start_ms}"
+        case WindowDeltaKey(family, size_ms, start_ms):
+            return f"wd|{_text(family)}|{size_ms}|{start_ms}"
         case IdsKey(group):
             return f"ids|{group}"
         case SessionKey(visitor_id, session_id):
@@ -156,6 +165,9 @@ def _decode_state_key(text: str) -> StateKey | None:
         if kind == "w":
             family, size_ms, start_ms = rest.split("|")
             return WindowKey(_untext(family), int(size_ms), int(start_ms))
+        if kind == "wd":
+            family, size_ms, start_ms = rest.split("|")
+            return WindowDeltaKey(_untext(family), int(size_ms), int(start_ms))
         if kind == "ids":
             return IdsKey(int(rest))
         if kind == "s":

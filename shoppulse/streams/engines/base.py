@@ -3,7 +3,7 @@
 One `PartitionEngine` owns one partition of one source topic. It keeps:
 - the partition's watermark;
 - the dedup horizon (event ids seen recently);
-- the open windows' `Measures`, per family and window size;
+- the open windows' `Measures`, per family and window size, each as a base and a delta (below);
 - entity state: open sessions, first-seen visitors and customers, tickets.
 
 It emits two kinds of messages for the merge stage (see merge.py):
@@ -15,6 +15,13 @@ It emits two kinds of messages for the merge stage (see merge.py):
 State is kept as Python objects and written back in bulk: `take_changes()` returns the
 keys changed since the last call (state_keys.py), serialised with msgspec, for the agent to
 write to its changelogged table once per batch rather than once per event.
+
+A window's state is its base merged with its delta. The delta takes the events; it is folded
+into the base when the window's open snapshot goes out (`open_updates_per_window` times per
+window length: a 1 h window once a minute). Between folds a write holds the delta only, so
+a 1 h window's whole state (its visitors' sketch grows all hour) is written once a minute,
+not at every checkpoint. Measures merge exactly (measures.py), so base + delta is the same
+state as one bag fed every event.
 
 No clock is read here: every call that depends on the time is given it (`wall_ms`).
 """
@@ -32,7 +39,7 @@ from ..cold import ColdStore, EventIds, MemoryStore
 from ..events import Parsed
 from ..measures import Measures
 from ..partials import Progress, Snapshot
-from ..state_keys import META, IdsKey, MetaKey, StateKey, WindowKey, decode_key, encode_key
+from ..state_keys import META, IdsKey, MetaKey, StateKey, WindowDeltaKey, WindowKey, decode_key, encode_key
 from ..windows import Watermark, window_start
 
 NEVER = 1 << 62
@@ -79,7 +86,11 @@ class PartitionEngine:
         self.grace_ms = int(settings.grace_seconds * 1000)
         self.watermark = Watermark(int(settings.idle_timeout_seconds * 1000))
         self.horizon_ms = int(settings.dedup_horizon_seconds * 1000)
+        # Each open window's delta (what it received since its last fold); every open window has one.
         self.windows: dict[tuple[str, int, int], Measures] = {}
+        self.window_bases: dict[tuple[str, int, int], Measures] = {}  # folded deltas (row `w|`)
+        self.bases_unsaved: set[tuple[str, int, int]] = set()  # bases folded into since their row was written
+        self.deltas_saved: set[tuple[str, int, int]] = set()  # windows with a delta row (`wd|`) written
         self.dirty_windows: set[tuple[str, int, int]] = set()  # changed since the last snapshot
         # Open windows' snapshots of each size at most `open_updates_per_window` times per window
         # length (1 h: once a minute): a large window's snapshot is the largest partial.
@@ -143,9 +154,8 @@ class PartitionEngine:
         if open_at_ms is not None:
             due = {size for size in self.sizes if open_at_ms >= self.open_due_ms.get(size, 0)}
             for key in [k for k in self.dirty_windows if k[1] in due]:
-                measures = self.windows.get(key)
-                if measures is not None:
-                    self.outbox.append(Snapshot(*key, self.partition, measures))
+                if key in self.windows:
+                    self.outbox.append(Snapshot(*key, self.partition, self._fold(key)))
                 self.dirty_windows.discard(key)
             for size in due:
                 # A tenth of the period early is on time: the 1-s timer may fire a little early,
@@ -171,6 +181,26 @@ class PartitionEngine:
             out.append(measures)
         return out
 
+    def _fold(self, key: tuple[str, int, int]) -> Measures:
+        """The window's whole state, its delta folded into its base (written at the next checkpoint)."""
+        delta = self.windows[key]
+        base = self.window_bases.get(key)
+        if base is None:
+            base = self.window_bases[key] = delta
+        elif delta:
+            base.merge(delta)
+        self.windows[key] = Measures()
+        self.bases_unsaved.add(key)
+        self.changed.add(WindowKey(*key))
+        return base
+
+    def _pop_window(self, key: tuple[str, int, int]) -> Measures:
+        """A closing window's whole state, taken out (its rows are deleted at the next checkpoint)."""
+        delta = self.windows.pop(key)
+        base = self.window_bases.pop(key, None)
+        self.bases_unsaved.discard(key)
+        return delta if base is None else base.merge(delta)
+
     def family_progress(self, family: str) -> int:
         """Windows of `family` ending at or before this are final on this partition."""
         return self.watermark.value - self.grace_ms
@@ -183,7 +213,7 @@ class PartitionEngine:
             previous = self.progress.get(family, 0)
             steps = self.state_steps(family, previous, through)
             for key in [k for k in self.windows if k[0] == family and k[2] + k[1] <= through]:
-                self.outbox.append(Snapshot(*key, self.partition, self.windows.pop(key)))
+                self.outbox.append(Snapshot(*key, self.partition, self._pop_window(key)))
                 self.dirty_windows.discard(key)
                 self.changed.add(WindowKey(*key))
             self.progress[family] = through
@@ -226,17 +256,45 @@ class PartitionEngine:
 
     def take_changes(self) -> dict[str, bytes | None]:
         """Changed state keys since the last call, encoded, with their values (None = deleted)."""
-        changes = {encode_key(key): self.dump_key(key) for key in self.changed}
+        changes: dict[str, bytes | None] = {}
+        for key in self.changed:
+            if isinstance(key, WindowKey):
+                self._window_rows(key, changes)
+            else:
+                changes[encode_key(key)] = self.dump_key(key)
         self.changed.clear()
         return changes
+
+    def _window_rows(self, key: WindowKey, changes: dict[str, bytes | None]) -> None:
+        """A window's rows: its base (`w|`) when folded into since it was written, its delta
+        (`wd|`). A window never folded writes its delta as its base row (so a closed window's
+        key opened again overwrites whatever row it had); a closed window deletes both."""
+        window = (key.family, key.size_ms, key.start_ms)
+        delta_row = encode_key(WindowDeltaKey(*window))
+        delta = self.windows.get(window)
+        base = self.window_bases.get(window)
+        if delta is None:  # closed
+            changes[encode_key(key)] = None
+        elif base is None:
+            changes[encode_key(key)] = encode_state(delta.dump())
+            delta = None
+        else:
+            if window in self.bases_unsaved:
+                changes[encode_key(key)] = encode_state(base.dump())
+                self.bases_unsaved.discard(window)
+            if not delta:
+                delta = None
+        if delta is not None:
+            changes[delta_row] = encode_state(delta.dump())
+            self.deltas_saved.add(window)
+        elif window in self.deltas_saved:
+            changes[delta_row] = None
+            self.deltas_saved.discard(window)
 
     def dump_key(self, key: StateKey) -> bytes | None:
         match key:
             case MetaKey():
                 return encode_state(EngineMeta(self.watermark.event_ms, self.progress, self.next_group))
-            case WindowKey(family, size_ms, start_ms):
-                measures = self.windows.get((family, size_ms, start_ms))
-                return encode_state(measures.dump()) if measures is not None else None
             case IdsKey(group):
                 ids = self.event_ids.take_unsaved(group)
                 return encode_state(ids) if ids is not None else None
@@ -257,7 +315,13 @@ class PartitionEngine:
                     self.progress.update(meta.progress)
                     self.next_group = meta.next_group
                 case WindowKey(family, size_ms, start_ms):
-                    self.windows[(family, size_ms, start_ms)] = Measures.load(_decode_measures(value))
+                    window = (family, size_ms, start_ms)
+                    self.window_bases[window] = Measures.load(_decode_measures(value))
+                    self.windows.setdefault(window, Measures())
+                case WindowDeltaKey(family, size_ms, start_ms):
+                    window = (family, size_ms, start_ms)
+                    self.windows[window] = Measures.load(_decode_measures(value))
+                    self.deltas_saved.add(window)
                 case IdsKey(group):
                     max_ts, ids = _decode_ids(value)
                     self.event_ids.restore_group(group, max_ts, ids)
