@@ -3,6 +3,7 @@
     .venv/bin/python bench/profile_engine.py [--events N] [--rate EV_PER_S] [--seed S] [--out FILE.prof]
     .venv/bin/python bench/profile_engine.py --live --events 240000 --rate 2000
     .venv/bin/python bench/profile_engine.py --cold-ab --events 1000000
+    .venv/bin/python bench/profile_engine.py --state-writes --events 1500000 --rate 5000
 
 Generates N events (default 200k) as bench/throughput.py does, runs them once through
 `_harness.InProcessPipeline` unprofiled (events/s and per-stage seconds), then again under
@@ -19,14 +20,16 @@ import pstats
 import tempfile
 import time
 import tracemalloc
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import _harness as h
 
 from shoppulse.agents.coldstore import RocksStore
+from shoppulse.settings import Settings
 from shoppulse.streams.cold import MemoryStore
 from shoppulse.streams.engines import PartitionEngine
+from shoppulse.streams.pipeline import Pipeline, RawRecord
 
 
 def main() -> None:
@@ -57,12 +60,22 @@ def main() -> None:
         help="only: events/s and Python heap with the cold state (streams/cold.py) in dicts and in "
         "the worker's RocksDB store, 3 runs each, interleaved",
     )
+    parser.add_argument(
+        "--state-writes",
+        action="store_true",
+        help="only: the state written back at the live cadence with event time as the wall clock "
+        "(open snapshots due by event time), per minute of event time: bytes by key kind and the "
+        "seconds spent taking changes and snapshots",
+    )
     args = parser.parse_args()
     if args.cold_ab:
         cold_ab(args)
         return
     if args.live:
         live(args)
+        return
+    if args.state_writes:
+        state_writes(args)
         return
     if args.largest:
         largest(args)
@@ -152,6 +165,68 @@ def main() -> None:
     total = sum(r[1] for r in rows)
     for name, own, calls in rows[:20]:
         print(f"{name:60} {own:7.2f} s {100 * own / total:5.1f} % {calls:>10,} calls")
+
+
+def state_writes(args) -> None:
+    """What a live worker's checkpoints write, minute by minute: each second of event time is one
+    batch per stream and partition and then the 1-second tick, whose clock is the event time, so
+    open windows' snapshots (and the folds of their deltas) are due as under live traffic."""
+    print(f"load average {h.load_average()}; code {h.code_version()}")
+    records, events, start_ms = h.generate(args.events, rate=args.rate, seed=args.seed)
+    timestamps = [event.ts for _, event in events]
+    del events
+    print(f"{len(records):,} events over {(timestamps[-1] - timestamps[0]) / 1000:.0f} s of event time")
+    minute = [0]  # the minute of event time being fed
+    written: dict[int, Counter] = defaultdict(Counter)  # minute -> key kind -> bytes
+    taken: Counter = Counter()  # minute -> seconds in take_changes and take_outbox
+    take_changes, take_outbox = PartitionEngine.take_changes, PartitionEngine.take_outbox
+
+    def counted_changes(self):
+        started = time.perf_counter()
+        changes = take_changes(self)
+        taken[minute[0]] += time.perf_counter() - started
+        for key, value in changes.items():
+            written[minute[0]][key.split("|", 1)[0]] += len(key) + len(value or b"")
+        return changes
+
+    def counted_outbox(self, open_at_ms=None):
+        started = time.perf_counter()
+        out = take_outbox(self, open_at_ms)
+        taken[minute[0]] += time.perf_counter() - started
+        return out
+
+    PartitionEngine.take_changes, PartitionEngine.take_outbox = counted_changes, counted_outbox  # type: ignore[method-assign]
+    try:
+        pipeline = Pipeline(Settings())
+        offsets: Counter = Counter()
+        by_second: dict[int, list] = defaultdict(list)
+        for record, ts in zip(records, timestamps, strict=True):
+            by_second[ts // 1000].append(record)
+        started = time.perf_counter()
+        for second in sorted(by_second):
+            minute[0] = (second * 1000 - start_ms) // 60_000
+            groups: dict[tuple[str, int], list[RawRecord]] = defaultdict(list)
+            for stream, partition, key, value in by_second[second]:
+                groups[(stream, partition)].append(RawRecord(offsets[(stream, partition)], value, key))
+                offsets[(stream, partition)] += 1
+            for (stream, partition), raws in groups.items():
+                pipeline.feed(stream, partition, raws, second * 1000)
+            pipeline.tick(second * 1000)
+        seconds = time.perf_counter() - started
+    finally:
+        PartitionEngine.take_changes, PartitionEngine.take_outbox = take_changes, take_outbox  # type: ignore[method-assign]
+    print(f"{len(records) / seconds:,.0f} events/s in-process; state written per second of event time, by minute:")
+    kinds = sorted({kind for counts in written.values() for kind in counts})
+    print("  minute  " + " ".join(f"{kind + ' KB/s':>10}" for kind in kinds) + "   total KB/s  take ms/s")
+    for m in sorted(written):
+        counts = written[m]
+        print(
+            f"  {m:6}  "
+            + " ".join(f"{counts[kind] / 60 / 1000:10.1f}" for kind in kinds)
+            + f"   {sum(counts.values()) / 60 / 1000:10.1f}  {taken[m] / 60 * 1000:9.1f}"
+        )
+    total = sum(sum(c.values()) for c in written.values())
+    print(f"  all: {total / 1e6:.1f} MB ({total / len(records):.0f} B/event), take {sum(taken.values()):.1f} s")
 
 
 def live(args) -> None:
