@@ -187,7 +187,9 @@ class PartitionEngine:
         base = self.window_bases.get(key)
         if base is None:
             base = self.window_bases[key] = delta
-        elif delta:
+        elif not delta:
+            return base
+        else:
             base.merge(delta)
         self.windows[key] = Measures()
         self.bases_unsaved.add(key)
