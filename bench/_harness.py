@@ -43,7 +43,7 @@ def generate(n: int, *, rate: float, seed: int, partitions: int = 4):
     """The first `n` events of a seeded timeline of `rate` events/s that starts at 14:00 UTC on
     a past day: the same events, shifted by whole days, in every run. Returns (records, events,
     start_ms)."""
-    duration_s = n / rate * 1.6 + 60  # the daily curve moves the rate by up to ±20 %
+    duration_s = n / rate * 2.5 + 60  # the daily curve and the sessions ramping up: the first minutes are slower
     # Start at the same hour of day (at least an hour ago) in every run: the generator's daily
     # curve follows the hour of day, so a start anchored to the wall clock's hour gave a
     # different stream (and sometimes fewer than `n` events) at different times of day.
