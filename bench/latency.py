@@ -133,10 +133,11 @@ async def produce_live(settings, events, started_at: float) -> tuple[int, float]
     return len(events), time.time() - started_at
 
 
-async def read_finals(settings, arrivals: dict, stop: asyncio.Event) -> None:
-    """(family, window, window_start) -> [first, last] wall-clock arrival of its final records."""
+async def read_committed(settings, topic: str, on_value, stop: asyncio.Event) -> None:
+    """Read `topic` from the start, read_committed, until `stop`: `on_value(value, arrival)` per
+    record, with the wall-clock time its fetch returned."""
     consumer = AIOKafkaConsumer(
-        settings.topics.results,
+        topic,
         bootstrap_servers=settings.broker,
         isolation_level="read_committed",
         auto_offset_reset="earliest",
@@ -149,41 +150,38 @@ async def read_finals(settings, arrivals: dict, stop: asyncio.Event) -> None:
             now = time.time()
             for messages in batch.values():
                 for message in messages:
-                    record = orjson.loads(message.value)
-                    family = FAMILY.get(record["kpi"], "cross")
-                    if not record["final"] or family == "sessions":
-                        continue
-                    key = (family, record["window"], epoch_ms(record["window_start"]), epoch_ms(record["window_end"]))
-                    seen = arrivals.setdefault(key, [now, now])
-                    seen[1] = now
+                    on_value(message.value, now)
     finally:
         await consumer.stop()
 
 
-async def read_progress(settings, progress: dict, stop: asyncio.Event) -> None:
-    """(family, partition) -> [(wall-clock arrival, through_ms)] of the committed `Progress`
-    partials: when each source partition's finals became visible to the merge stage (its
-    checkpoint committed), the first of the two stages a final passes."""
-    consumer = AIOKafkaConsumer(
-        partials_topic(settings),
-        bootstrap_servers=settings.broker,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=200)
-            now = time.time()
-            for messages in batch.values():
-                for message in messages:
-                    if not message.value.startswith(b'{"type":"progress"'):  # snapshots: large, not needed
-                        continue
-                    record = orjson.loads(message.value)
-                    progress.setdefault((record["family"], record["partition"]), []).append((now, record["through_ms"]))
-    finally:
-        await consumer.stop()
+def final_arrival(arrivals: dict):
+    """(family, window, window_start, window_end) -> [first, last] arrival of its final records."""
+
+    def on_value(value: bytes, now: float) -> None:
+        record = orjson.loads(value)
+        family = FAMILY.get(record["kpi"], "cross")
+        if not record["final"] or family == "sessions":
+            return
+        key = (family, record["window"], epoch_ms(record["window_start"]), epoch_ms(record["window_end"]))
+        seen = arrivals.setdefault(key, [now, now])
+        seen[1] = now
+
+    return on_value
+
+
+def progress_arrival(progress: dict):
+    """(family, partition) -> [(arrival, through_ms)] of the committed `Progress` partials: when
+    each source partition's finals became visible to the merge stage (its checkpoint committed),
+    the first of the two stages a final passes."""
+
+    def on_value(value: bytes, now: float) -> None:
+        if not value.startswith(b'{"type":"progress"'):  # snapshots: large, not needed
+            return
+        record = orjson.loads(value)
+        progress.setdefault((record["family"], record["partition"]), []).append((now, record["through_ms"]))
+
+    return on_value
 
 
 def sources_final(progress: dict, end_ms: int) -> tuple[float, str] | None:
@@ -248,8 +246,8 @@ async def main(args) -> int:
         progress: dict = {}
         stop = asyncio.Event()
         readers = [
-            asyncio.create_task(read_finals(settings, arrivals, stop)),
-            asyncio.create_task(read_progress(settings, progress, stop)),
+            asyncio.create_task(read_committed(settings, settings.topics.results, final_arrival(arrivals), stop)),
+            asyncio.create_task(read_committed(settings, partials_topic(settings), progress_arrival(progress), stop)),
         ]
         producing = asyncio.create_task(produce_live(settings, events, first_ts / 1000))
 
