@@ -72,7 +72,7 @@ class Settings:
     batch_within_seconds: float = 0.2
 
     # Data plane (docs/design.md, "Batch data plane")
-    data_plane: str = "faust"  # one of DATA_PLANES
+    data_plane: str = "batch"  # one of DATA_PLANES
     checkpoint_interval_seconds: float = 1.0
     checkpoint_max_events: int = 50_000  # per input partition
     catch_up_checkpoint_interval_seconds: float = 5.0  # while a partition is a batch or more behind

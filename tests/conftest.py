@@ -108,7 +108,9 @@ class Namespace:
 async def read_topic(broker: str, topic: str, *, quiet_seconds: float, timeout: float, until=None) -> list[dict]:
     """Read JSON records from the start until `until(records)` is true and nothing new came for
     `quiet_seconds`, or `timeout` passes."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=broker, auto_offset_reset="earliest", enable_auto_commit=False, isolation_level="read_committed"
+    )
     await consumer.start()
     records: list[dict] = []
     deadline = time.monotonic() + timeout
@@ -139,7 +141,9 @@ async def read_to_end(broker: str, topic: str, *, timeout: float) -> list[dict]:
     if described["error_code"]:  # the topic does not exist: nothing was written
         return []
     tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker, auto_offset_reset="earliest", enable_auto_commit=False, isolation_level="read_committed"
+    )
     await consumer.start()
     try:
         consumer.assign(tps)
