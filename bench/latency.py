@@ -1,6 +1,6 @@
 """Latency of the shoppulse worker under steady live traffic (issue 12's latency targets).
 
-    .venv/bin/python bench/latency.py [--rate 5000] [--seconds 300] [--worker-variant batch-plane]
+    .venv/bin/python bench/latency.py [--rate 5000] [--seconds 300] [--worker-variant stock]
 
 1. Starts a LocalKafka (or uses `--broker`) and a real worker on fresh topics, then produces a
    seeded `shoppulse generate` timeline **live** at `--rate` events/s: the timeline is moved
@@ -404,7 +404,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=300.0, help="how long traffic runs")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--broker", help="HOST:PORT of a running broker (default: start a LocalKafka)")
-    parser.add_argument("--worker-variant", default="batch-plane", help="bench/worker_variant.py variant, or 'stock'")
+    parser.add_argument("--worker-variant", default="stock", help="bench/worker_variant.py variant, or 'stock'")
     parser.add_argument("--json", help="also write the raw figures to this file")
     parser.add_argument("--profile", metavar="FILE", help="also sample the worker with py-spy (stacks to FILE)")
     args = parser.parse_args()

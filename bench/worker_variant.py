@@ -11,18 +11,17 @@ here, in the benchmark's process, so the project's code is unchanged. Variants:
   `Worker._setup_spinner_handler` sets the root logger to DEBUG, so every `log.debug` in aiokafka
   and Faust builds a LogRecord that the WARN-level handler then drops: the behaviour before
   06cf0c3, to measure that fix against the current code in the same run.
-- `batch-plane`: the batch data plane (`SHOPPULSE_DATA_PLANE=batch`): aiokafka batches and
-  transactional checkpoints instead of Faust agents and tables (docs/design.md).
-- `batch-plane-uncompressed`: the batch data plane with `compression_type = "none"`, the
-  default before zstd, to measure what compression saves in bytes and costs in CPU.
-- `batch-plane-1s-checkpoints`: the batch data plane checkpointing every second in a backlog
-  too (`catch_up_checkpoint_interval_seconds = 1`), the behaviour before that setting.
-- `batch-plane-memory-cold`: the batch data plane with the cold state (dedup ids, visitors and
-  customers seen) in Python dicts (`streams/cold.py` `MemoryStore`) instead of the worker's
-  RocksDB store, to measure what the store saves in memory and costs in time.
-- `no-flush-writes`: acks each batch without waiting for its writes to be acknowledged by
-  the broker (`agents/source.py` `flush_writes` made a no-op): the code before that fix, to
-  measure what the wait costs.
+- `uncompressed`: `compression_type = "none"`, the default before zstd, to measure what
+  compression saves in bytes and costs in CPU.
+- `1s-checkpoints`: checkpointing every second in a backlog too
+  (`catch_up_checkpoint_interval_seconds = 1`), the behaviour before that setting.
+- `memory-cold`: the cold state (dedup ids, visitors and customers seen) in Python dicts
+  (`streams/cold.py` `MemoryStore`) instead of the worker's RocksDB store, to measure what the
+  store saves in memory and costs in time.
+
+Until the Faust plane was retired (its source and merge agents, `data_plane = "faust"`), `stock`
+was that plane and the batch plane's variants were named `batch-plane`, `batch-plane-uncompressed`
+and so on: the results under bench/results/ from before then use those names.
 """
 
 from __future__ import annotations
@@ -47,37 +46,19 @@ def faust_spinner() -> None:
     faust.worker.Worker.execute_from_commandline = execute_with_spinner
 
 
-def no_flush_writes() -> None:
-    from shoppulse.agents import batcher
-
-    async def no_wait(app) -> None:
-        return None
-
-    batcher.flush_writes = no_wait
-
-
-def batch_plane() -> None:
-    """The batch data plane (`data_plane = "batch"`, shoppulse/agents/dataplane.py)."""
+def uncompressed() -> None:
     import os
 
-    os.environ["SHOPPULSE_DATA_PLANE"] = "batch"
-
-
-def batch_plane_uncompressed() -> None:
-    import os
-
-    batch_plane()
     os.environ["SHOPPULSE_COMPRESSION_TYPE"] = "none"
 
 
-def batch_plane_1s_checkpoints() -> None:
+def one_second_checkpoints() -> None:
     import os
 
-    batch_plane()
     os.environ["SHOPPULSE_CATCH_UP_CHECKPOINT_INTERVAL_SECONDS"] = "1"
 
 
-def batch_plane_memory_cold() -> None:
+def memory_cold() -> None:
     from shoppulse.agents import dataplane
     from shoppulse.streams.cold import MemoryStore
 
@@ -88,18 +69,15 @@ def batch_plane_memory_cold() -> None:
         def close(self) -> None:
             pass
 
-    batch_plane()
     dataplane.RocksStore = ClosableMemoryStore  # type: ignore[misc,assignment]
 
 
 VARIANTS = {
     "stock": lambda: None,
     "faust-spinner": faust_spinner,
-    "no-flush-writes": no_flush_writes,
-    "batch-plane": batch_plane,
-    "batch-plane-uncompressed": batch_plane_uncompressed,
-    "batch-plane-1s-checkpoints": batch_plane_1s_checkpoints,
-    "batch-plane-memory-cold": batch_plane_memory_cold,
+    "uncompressed": uncompressed,
+    "1s-checkpoints": one_second_checkpoints,
+    "memory-cold": memory_cold,
 }
 
 

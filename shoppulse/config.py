@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import SettingsError
-from .settings import COMPRESSION_TYPES, DATA_PLANES, Settings, bootstrap_servers
+from .settings import COMPRESSION_TYPES, Settings, bootstrap_servers
 from .streams.events import Priority
 from .streams.goals import goals
 from .streams.kpis import BY_KEY, CATALOGUE
@@ -103,6 +103,13 @@ def setting_keys(cls: type = Settings, prefix: str = "") -> list[tuple[str, obje
 # ------------------------------------------------------------------ loading
 
 
+# Settings that existed once, with what replaced them: a config that still sets one is told why.
+REMOVED_SETTINGS = {
+    "data_plane": "no longer a choice: the batch data plane (docs/design.md) is the only one",
+    "batch_within_seconds": "no longer used: the data plane processes each fetch as it comes",
+}
+
+
 class _Mismatch(Exception):
     """A value of the wrong type; the caller words the message."""
 
@@ -138,6 +145,9 @@ class _Loader:
         hints = typing.get_type_hints(type(target))
         for field_name, raw in data.items():
             key = prefix + field_name
+            if key in REMOVED_SETTINGS:
+                self.problems.append(f"{origin}: {name(key)}: {REMOVED_SETTINGS[key]}; remove it")
+                continue
             if field_name not in hints:
                 self.problems.append(f"{origin}: {name(key)}: {_unknown_key(key, hints, name)}")
                 continue
@@ -324,15 +334,12 @@ def validate(settings: Settings) -> list[tuple[str, str]]:
         "max_future_seconds",
         "backlog_age_seconds",
         "update_interval_seconds",
-        "batch_within_seconds",
         "checkpoint_interval_seconds",
         "catch_up_checkpoint_interval_seconds",
         "group_session_timeout_seconds",
     ):
         if getattr(settings, key) <= 0:
             bad(key, f"must be positive, got {getattr(settings, key)}")
-    if settings.data_plane not in DATA_PLANES:
-        bad("data_plane", f"{settings.data_plane!r} is not allowed; choose one of {', '.join(DATA_PLANES)}")
     if settings.compression_type not in COMPRESSION_TYPES:
         bad(
             "compression_type",

@@ -22,7 +22,7 @@ class TopicNames:
 
 @dataclass
 class KafkaSecurity:
-    """Passed through to the Kafka client (aiokafka under Faust)."""
+    """Passed through to the Kafka client (aiokafka, and Faust's app)."""
 
     security_protocol: str = "PLAINTEXT"  # one of SECURITY_PROTOCOLS
     sasl_mechanism: str | None = None  # one of SASL_MECHANISMS; PLAIN when unset
@@ -68,11 +68,9 @@ class Settings:
     goals: dict[str, dict[str, float]] = field(default_factory=dict)
 
     # Throughput
-    batch_max_events: int = 2000
-    batch_within_seconds: float = 0.2
+    batch_max_events: int = 2000  # records per fetch; a partition with this many unread is catching up
 
-    # Data plane (docs/design.md, "Batch data plane")
-    data_plane: str = "batch"  # one of DATA_PLANES
+    # Data plane (docs/design.md, "Data plane")
     checkpoint_interval_seconds: float = 1.0
     checkpoint_max_events: int = 50_000  # per input partition
     catch_up_checkpoint_interval_seconds: float = 5.0  # while a partition is a batch or more behind
@@ -81,7 +79,6 @@ class Settings:
     compression_type: str = "zstd"  # of the worker's own records (state, partials, results); one of COMPRESSION_TYPES
 
 
-DATA_PLANES = ("faust", "batch")
 COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")  # Kafka's codecs; aiokafka's need cramjam
 
 

@@ -13,7 +13,7 @@ def state_table(stream: str) -> str:
 
 
 def changelog_topic(settings: Settings, table: str) -> str:
-    return f"{settings.app_id}-{table}-changelog"  # Faust's naming
+    return f"{settings.app_id}-{table}-changelog"  # the naming of Faust's table changelogs, kept
 
 
 def partials_topic(settings: Settings) -> str:

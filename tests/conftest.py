@@ -109,7 +109,11 @@ async def read_topic(broker: str, topic: str, *, quiet_seconds: float, timeout: 
     """Read JSON records from the start until `until(records)` is true and nothing new came for
     `quiet_seconds`, or `timeout` passes."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=broker, auto_offset_reset="earliest", enable_auto_commit=False, isolation_level="read_committed"
+        topic,
+        bootstrap_servers=broker,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
     )
     await consumer.start()
     records: list[dict] = []
@@ -142,7 +146,10 @@ async def read_to_end(broker: str, topic: str, *, timeout: float) -> list[dict]:
         return []
     tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=broker, auto_offset_reset="earliest", enable_auto_commit=False, isolation_level="read_committed"
+        bootstrap_servers=broker,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
     )
     await consumer.start()
     try:

@@ -113,6 +113,18 @@ def test_environment_problems_name_the_variable():
     ]
 
 
+def test_a_removed_setting_says_what_replaced_it(tmp_path):
+    path = _write(tmp_path, 'data_plane = "faust"\nbatch_within_seconds = 0.2\n')
+    with pytest.raises(SettingsError) as caught:
+        load_settings(config_path=path, environ={"SHOPPULSE_DATA_PLANE": "batch"})
+    assert caught.value.problems == [
+        f"{path}: `data_plane`: no longer a choice: the batch data plane (docs/design.md) is the only one; remove it",
+        f"{path}: `batch_within_seconds`: no longer used: the data plane processes each fetch as it comes; remove it",
+        "environment: SHOPPULSE_DATA_PLANE: no longer a choice: the batch data plane (docs/design.md) is the only one;"
+        " remove it",
+    ]
+
+
 def test_flag_values_are_validated():
     with pytest.raises(SettingsError, match=r"command line: `partitions`: must be at least 1, got 0"):
         load_settings(flag_overrides={"partitions": 0}, environ={})

@@ -1,7 +1,7 @@
-"""The batch data plane (`data_plane = "batch"`, agents/dataplane.py) against the batch
-recomputation (tests/oracle.py), through the real broker and real worker processes.
+"""The data plane (agents/dataplane.py, agents/checkpoint.py) against the batch recomputation
+(tests/oracle.py), through the real broker and real worker processes, where exactness is
+hardest (the three real samples and generated traffic are in test_kpis_kafka.py):
 
-- the oracle comparisons of test_kpis_kafka.py (three real samples, generated traffic);
 - bad input interleaved with a valid stream: every invalid record dead-lettered with its
   reason, topic, partition and offset, the valid stream's KPIs exact;
 - kill -9 of the only worker at random moments of a live replay, restarted each time: exact,
@@ -26,13 +26,11 @@ import oracle
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from conftest import DATASETS, Namespace
-from test_bad_input import _wait_for_metrics, collect_invalid
+from conftest import Namespace
+from test_bad_input import _scrape, _wait_for_metrics, collect_invalid
 from test_kpis_kafka import (
     ORACLE_SETTINGS,
     QUICK_CLOSE,
-    SAMPLES,
-    _assert_matches,
     _events_total,
     _update_contract_problems,
 )
@@ -40,14 +38,13 @@ from test_kpis_kafka import (
 from shoppulse.kafka.broker import LocalKafka, free_port
 from shoppulse.streams.events import encode, key_of
 from shoppulse.tools.generate import GeneratorConfig, generate_events
-from shoppulse.tools.replay import read_events
 
 pytestmark = pytest.mark.integration
 
 # The broker's smallest group session (group.min.session.timeout.ms): a static member that is
 # gone, even after a clean stop, holds its partitions this long.
 # Short windows, grace and sessions (test_kpis_kafka.py QUICK_CLOSE): the last windows close soon.
-BATCH = {"data_plane": "batch", "group_session_timeout_seconds": 6, **QUICK_CLOSE}
+QUICK = {"group_session_timeout_seconds": 6, **QUICK_CLOSE}
 
 
 def _generated(seed: int, duration_s: int, rate: float = 8, **config) -> list[tuple[str, dict]]:
@@ -101,31 +98,6 @@ def _no_tracebacks(ns, *names: str) -> None:
         assert "Traceback" not in log, log
 
 
-@pytest.mark.parametrize("fmt", sorted(SAMPLES))
-def test_real_sample_through_the_batch_plane(namespace, fmt):
-    ns = namespace(idle_timeout_seconds=5, **BATCH)
-    path = DATASETS / SAMPLES[fmt]
-    result = ns.shoppulse("replay", fmt, str(path), "--quiet")
-    assert result.returncode == 0, result.stderr
-    worker = ns.start_worker()
-    events = [(stream, msgspec.to_builtins(event)) for stream, event in read_events(fmt, path)]
-    _assert_matches(ns, events, [worker])
-    _no_tracebacks(ns, "w0")
-
-
-def test_generated_traffic_through_the_batch_plane(namespace, tmp_path):
-    events = _generated(23, 5400, late_fraction=0.01, duplicate_fraction=0.02)
-    path = tmp_path / "generated.jsonl"
-    _write_jsonl(path, events)
-    ns = namespace(idle_timeout_seconds=5, **BATCH)
-    _replay(ns, path)
-    worker = ns.start_worker()
-    _assert_matches(ns, events, [worker])
-    assert oracle.drop_late(events)[1] and _events_total(worker, "late") > 0, "no late events went through"
-    assert _events_total(worker, "duplicate") > 0, "no duplicates went through"
-    _no_tracebacks(ns, "w0")
-
-
 def test_bad_input_interleaved_with_a_valid_stream(namespace):
     """Invalid payloads between the valid events of a seeded stream, on the same partitions:
     each dead-lettered once with its reason, topic, partition and offset; the KPIs exact."""
@@ -133,7 +105,7 @@ def test_bad_input_interleaved_with_a_valid_stream(namespace):
     events = [(stream, msgspec.to_builtins(event)) for stream, event in pairs]
     # At least 10,000 distinct invalid payloads (hypothesis repeats a few of its examples).
     invalid = list({(s, p): (s, p, r) for s, p, _, r in collect_invalid(12_000)}.values())
-    ns = namespace(idle_timeout_seconds=5, **BATCH)
+    ns = namespace(idle_timeout_seconds=5, **QUICK)
     worker = ns.start_worker()
     _wait_for_metrics(worker.metrics_port, ns)  # the worker has created the topics
 
@@ -170,7 +142,12 @@ def test_bad_input_interleaved_with_a_valid_stream(namespace):
     assert not missing, missing[:5]
     assert {k: by_source[k]["reason"] for k in sent} == sent
     assert len(letters) == len(sent), "dead letters for valid events, or two for one record"
+    assert all(letter["payload_encoding"] in ("utf-8", "base64") for letter in letters)
     assert _events_total(worker, "invalid") == len(sent)
+    counted = [
+        line for line in _scrape(worker.metrics_port).splitlines() if line.startswith("shoppulse_dead_letters_total")
+    ]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in counted) == len(sent), counted
     assert worker.poll() is None
     _no_tracebacks(ns, "w0")
 
@@ -247,7 +224,7 @@ def test_kill_9_at_random_moments_of_a_replay_stays_exactly_once(namespace, tmp_
     events = _generated(11, 3600, rate=10, duplicate_fraction=0.01)
     path = tmp_path / "generated.jsonl"
     _write_jsonl(path, events)
-    ns = namespace(idle_timeout_seconds=5, **BATCH)
+    ns = namespace(idle_timeout_seconds=5, **QUICK)
     worker = _start_worker(ns, "w0", "w0")
     _wait_for_metrics(worker.metrics_port, ns)  # the worker has created the topics
     replay = _live_replay(ns, path, speed=60)  # about 60 s
@@ -277,7 +254,7 @@ def test_a_worker_joins_and_one_leaves_mid_replay_exactly_once(namespace, tmp_pa
     events = _generated(41, 3600, rate=10, duplicate_fraction=0.02)
     path = tmp_path / "generated.jsonl"
     _write_jsonl(path, events)
-    ns = namespace(idle_timeout_seconds=5, **BATCH)
+    ns = namespace(idle_timeout_seconds=5, **QUICK)
     first = _start_worker(ns, "w0", "w0")
     _wait_for_metrics(first.metrics_port, ns)
     replay = _live_replay(ns, path, speed=60)  # about 60 s
@@ -309,7 +286,7 @@ def test_broker_stopped_for_20_s_mid_backlog_the_worker_resumes_by_itself_exactl
     _write_jsonl(first, events[:half])
     _write_jsonl(second, events[half:])
     broker = LocalKafka(port=0, data_dir=tmp_path / "kafka").start()
-    ns = Namespace(broker, tmp_path, idle_timeout_seconds=5, **BATCH)
+    ns = Namespace(broker, tmp_path, idle_timeout_seconds=5, **QUICK)
     try:
         worker = _start_worker(ns, "w0", "w0")
         _wait_for_metrics(worker.metrics_port, ns)

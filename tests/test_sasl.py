@@ -1,7 +1,7 @@
-"""SASL settings from a config file reach every Kafka client: replay, the worker (Faust and its
-admin client) and tail all talk to the broker's SASL_PLAINTEXT listener with SCRAM-SHA-512
-(the `kafka_broker` fixture has the user shoppulse/s3cret), and a wrong password stops them
-with a message, quickly."""
+"""SASL settings from a config file reach every Kafka client: replay, the worker (its consumer,
+producers, admin client and Faust app) and tail all talk to the broker's SASL_PLAINTEXT
+listener with SCRAM-SHA-512 (the `kafka_broker` fixture has the user shoppulse/s3cret), and a
+wrong password stops them with a message, quickly."""
 
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
-"""The Faust worker shell: the app, the source and merge agents, batching and acks,
-rebalances and consumer lag. It moves records between Kafka and the core (`streams/`)
-and hands results to the outputs (`outputs/`)."""
+"""The worker shell: the Faust app, the batch data plane (fetches, partition tasks,
+transactional checkpoints, rebalances, consumer lag), the cold-state store and the stream
+clocks' transport. It moves records between Kafka and the core (`streams/`) and hands
+results to the outputs (`outputs/`)."""

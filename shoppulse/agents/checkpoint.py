@@ -4,8 +4,8 @@ A `PartitionTask` owns one input partition: a source partition (`SourceTask`) or
 partition (`MergeTask`). It keeps the partition's state in memory, collects what the records
 since the last checkpoint produced, and writes all of it in **one Kafka transaction**:
 
-- the changed state keys, each once, to the partition's changelog (the layout of the Faust
-  tables: `<app_id>-<table>-changelog`, partition = input partition, keys as there);
+- the changed state keys, each once, to the partition's changelog (the layout the Faust
+  tables had: `<app_id>-<table>-changelog`, partition = input partition, keys as there);
 - the outputs: dead letters and partials (source), kpi-results records (merge);
 - the input offset, with `send_offsets_to_transaction` to the consumer group.
 

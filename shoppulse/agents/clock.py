@@ -1,21 +1,20 @@
 """The stream clocks' transport (the rule is in streams/clock.py): the merging worker publishes
-them to the `<app_id>-clock` topic, and every worker reads that topic with a consumer of its
-own, outside the consumer group, since every worker needs every record.
+them to the `<app_id>-clock` topic (agents/checkpoint.py `MergeTask`), and every worker reads
+that topic with a consumer of its own, outside the consumer group, since every worker needs
+every record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
-import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ..kafka.options import bootstrap_servers, client_options
 from ..settings import Settings
-from ..streams.clock import CLOCK_KEY, decode_clocks, encode_clocks
+from ..streams.clock import CLOCK_KEY, decode_clocks
 from ..topics import clock_topic
 
 log = logging.getLogger(__name__)
@@ -62,19 +61,3 @@ class ClockReader:
                         self.clocks = decode_clocks(message.value)
         finally:
             await consumer.stop()
-
-
-class ClockPublisher:
-    """On the merging worker: sends the merge stage's stream clocks to the clock topic."""
-
-    def __init__(self, app: faust.App, settings: Settings):
-        self.topic = app.topic(clock_topic(settings), key_serializer="raw", value_serializer="raw", partitions=1)
-        self.sent: dict[str, int] | None = None
-
-    async def publish(self, clocks: dict[str, int], *, always: bool) -> None:
-        """Send the clocks when they changed, or with `always` (the once-a-second heartbeat, which
-        also tells a worker that just started where the clocks stand)."""
-        if clocks == self.sent and not always:
-            return
-        await self.topic.send(key=CLOCK_KEY, value=encode_clocks(clocks, int(time.time() * 1000)))
-        self.sent = dict(clocks)

@@ -1,7 +1,7 @@
-"""The batch data plane (`data_plane = "batch"`): every input partition read in batches with
-aiokafka and checkpointed in Kafka transactions (agents/checkpoint.py).
+"""The batch data plane: every input partition read in batches with aiokafka and checkpointed
+in Kafka transactions (agents/checkpoint.py).
 
-One consumer group (the app id, as the Faust plane's) reads the three source topics and the
+One consumer group (the app id) reads the three source topics and the
 partials topic; the partials partition is one more input partition, so the merge stage is
 checkpointed the same way and its kpi-results records are committed with its input offset.
 Per batch, each partition's records go to its task (`SourceTask` feeds the core's

@@ -89,10 +89,9 @@ def topic_specs(settings: Settings) -> dict[str, int]:
     specs = {topics.source(s): settings.partitions for s in STREAMS}
     specs[topics.results] = settings.partitions
     specs[topics.dead_letters] = settings.partitions
-    specs[partials_topic(settings)] = 1  # one merger: agents/merge.py
+    specs[partials_topic(settings)] = 1  # one merger: agents/checkpoint.py MergeTask
     specs[clock_topic(settings)] = 1  # its stream clocks, read by every worker: agents/clock.py
-    # Changelogs too: created by Faust at start-up, they can be missing from its first
-    # metadata fetch, which crashes the worker with PartitionsMismatch (seen here).
+    # Changelogs too: compacted, co-partitioned with their inputs, before any task restores from one.
     for stream in STREAMS:
         specs[changelog_topic(settings, state_table(stream))] = settings.partitions
     specs[changelog_topic(settings, MERGE_TABLE)] = 1

@@ -19,7 +19,7 @@ def faust_broker(broker: str) -> list[str]:
 
 
 def compression(settings: Settings) -> str | None:
-    """The producer codec of the worker's own records (aiokafka's and Faust's `compression_type`)."""
+    """The producer codec of the worker's own records (aiokafka's `compression_type`)."""
     return None if settings.compression_type == "none" else settings.compression_type
 
 

@@ -1,5 +1,6 @@
 """The seam between the merge stage and its outputs (like faust's `sensors/base.py`): the
-merge agent hands every batch of window results to each `ResultListener`."""
+merge stage (agents/checkpoint.py `MergeTask`) hands every batch of window results to each
+`ResultListener`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The kpi-results publisher: window results as kpi-results records, for the merge agent to send."""
+"""The kpi-results publisher: window results as kpi-results records, for the merge stage to send."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from ..streams.merge import WindowResult
 
 
 class ResultsPublisher:
-    """Collects kpi-results records; the merge agent sends them to the topic."""
+    """Collects kpi-results records; the merge stage (agents/checkpoint.py `MergeTask`) sends them
+    in its checkpoint's transaction."""
 
     def __init__(self) -> None:
         self.pending: list[tuple[bytes, bytes]] = []

@@ -21,7 +21,7 @@ computes for each source stream:
   its windows as zeros; none while no stream is live, so that a replay of old events into
   a worker that has seen nothing yet, or only other old events, is never late.
 
-The worker's merge agent publishes the clocks every second and whenever they change
+The worker's merge stage publishes the clocks every second and whenever they change
 (agents/clock.py); every worker reads them, and its idle engines adopt them (engines/base.py
 `tick`). The state (each partition's last reported watermark and idle flag) is rebuilt from
 the Progress messages, and kept in the merge stage's table so that a restart of the merging

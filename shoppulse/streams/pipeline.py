@@ -7,8 +7,8 @@
 - `MergeDriver`: the merge stage. Feed it encoded partials; it returns window results.
 - `Pipeline`: both, connected by lists, for the in-process tests and the benchmark.
 
-The Faust agents (agents/source.py, agents/merge.py) drive the same two objects; only they
-know about topics, tables and acks. The clock is always passed in: nothing here reads it.
+The data plane's partition tasks (agents/checkpoint.py `SourceTask`, `MergeTask`) drive the
+same two objects; only they know about topics, transactions and offsets. The clock is always passed in: nothing here reads it.
 """
 
 from __future__ import annotations
