@@ -164,8 +164,8 @@ def _sessions_crossing_windows(events) -> int:
 def test_two_workers_share_the_partitions_and_stay_exact(namespace, tmp_path):
     """Two workers in a settled group split every topic's partitions; the merged results are exact.
 
-    The traffic is replayed once both workers hold partitions. A rebalance *during* processing is
-    not covered here: Faust can skip and ack a message then (docs/design.md, "Rebalances")."""
+    The traffic is replayed once both workers hold partitions; workers that join and leave
+    *during* a replay are tests/test_dataplane.py's."""
     config = GeneratorConfig(rate=6, seed=41, duplicate_fraction=0.02)
     events = [
         (s, msgspec.to_builtins(e)) for s, e in generate_events(config, start_ms=1_700_000_000_000, duration_s=3600)
