@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shoppulse.outputs.prometheus import Metrics, PrometheusExporter
 from shoppulse.settings import Settings
+from shoppulse.streams.events import REASONS
 from shoppulse.streams.measures import MICROS, Measures
 from shoppulse.streams.merge import Merger
 from shoppulse.streams.partials import Progress, Snapshot
@@ -84,3 +85,22 @@ def test_a_later_cross_result_keeps_the_other_cross_kpis():
         merger.apply(Snapshot(family, MINUTE, T0, 0, measures))
         exporter.on_results(merger.apply(Progress(family, 0, T0 + MINUTE)))
     assert _samples(registry, "shoppulse_revenue_per_visitor") == {(("currency", "EUR"), ("window", "1m")): 10.0}
+
+
+def test_pipeline_series_with_known_labels_start_at_zero():
+    """So that rate() sees their first increase: every outcome per topic, every dead-letter
+    reason, every ticket channel and priority; nothing that says a partition is held."""
+    registry = CollectorRegistry()
+    Metrics(registry).start_at_zero(["c", "o", "t"])
+    events = _samples(registry, "shoppulse_events")
+    assert {labels: v for labels, v in events.items() if v == 0} == events
+    assert {dict(k)["topic"] for k in events} == {"c", "o", "t"}
+    assert {dict(k)["outcome"] for k in events} == {"ok", "invalid", "late", "duplicate"}
+    reasons = {dict(k)["reason"] for k in _samples(registry, "shoppulse_dead_letters")}
+    assert reasons == set(REASONS)
+    replies = _samples(registry, "shoppulse_first_response_duration_seconds")
+    channels = {(dict(k)["channel"], dict(k)["priority"]) for k in replies}
+    assert ("social", "urgent") in channels and ("unknown", "normal") in channels and len(channels) == 6 * 4
+    assert not any(replies.values())
+    assert not _samples(registry, "shoppulse_watermark_lag_seconds")
+    assert not _samples(registry, "shoppulse_consumer_lag_messages")

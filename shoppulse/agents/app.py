@@ -23,6 +23,7 @@ from ..kafka.options import faust_broker, faust_credentials
 from ..outputs.base import ResultListener
 from ..outputs.prometheus import Metrics, PrometheusExporter
 from ..settings import Settings
+from ..streams.events import STREAMS
 from .clock import ClockReader
 from .dataplane import BatchDataPlane, group_instance_id
 
@@ -43,6 +44,7 @@ def create_app(
     a restarted worker would otherwise wait for its dead Faust member's session to expire."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     metrics = metrics or Metrics()
+    metrics.start_at_zero(settings.topics.source(stream) for stream in STREAMS)
     session = settings.group_session_timeout_seconds
     app = faust.App(
         f"{settings.app_id}-app",

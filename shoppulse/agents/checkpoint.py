@@ -33,14 +33,13 @@ from ..settings import Settings
 from ..streams.clock import CLOCK_KEY, encode_clocks
 from ..streams.cold import ColdStore
 from ..streams.events import Stream
-from ..streams.pipeline import MergeDriver, RawRecord, SourceDriver
+from ..streams.pipeline import OUTCOMES, MergeDriver, RawRecord, SourceDriver
 from ..streams.state_keys import split_table_key, table_key
 from ..topics import MERGE_TABLE, changelog_topic, clock_topic, partials_topic, state_table
 
 # A transaction left open by a worker that died is aborted when the partition's next owner
 # starts its producer; this only bounds how long readers wait if no owner ever comes.
 TRANSACTION_TIMEOUT_MS = 60_000
-OUTCOMES = ("ok", "invalid", "late", "duplicate")
 # The consumer's heartbeats run on this event loop (Faust's consumer has a thread of its own):
 # long synchronous stretches are cut into slices, with a yield between them, or the group
 # would take a busy worker for a dead one.

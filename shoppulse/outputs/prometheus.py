@@ -6,9 +6,11 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+from collections.abc import Iterable
 from functools import cache
 from importlib import metadata
 from pathlib import Path
+from typing import get_args
 
 from prometheus_client import (
     REGISTRY,
@@ -25,8 +27,10 @@ from prometheus_client.process_collector import ProcessCollector
 
 from ..errors import ShoppulseError
 from ..settings import window_label
+from ..streams.events import NO_CHANNEL, REASONS, Priority, TicketChannel
 from ..streams.kpis import BY_KEY, CATALOGUE, counters
 from ..streams.merge import WindowResult
+from ..streams.pipeline import OUTCOMES
 
 disable_created_metrics()  # `_created` series double the scrape size and no dashboard uses them
 
@@ -146,6 +150,22 @@ class Metrics:
             )
             for spec in counters()
         ]
+
+    def start_at_zero(self, source_topics: Iterable[str]) -> None:
+        """Create every pipeline series whose labels are known up front, at zero. A series that
+        appears with its first count shows no increase to `rate()` or `increase()`, so the first
+        burst of dead letters, or a backlog worked off between two scrapes, would never show on a
+        panel or fire an alert (prometheus.io, "avoid missing metrics")."""
+        for topic in source_topics:
+            for outcome in OUTCOMES:
+                self.events.labels(topic, outcome)
+            self.filter_false_positives.labels(topic)
+            self.latency.labels(topic)
+        for reason in REASONS:
+            self.dead_letters.labels(reason)
+        for channel in (*get_args(TicketChannel), NO_CHANNEL):
+            for priority in get_args(Priority):
+                self.first_response.labels(channel, priority)
 
     def serve(self, host: str, port: int) -> None:
         try:

@@ -48,7 +48,9 @@ TicketEventType = Literal[
 ]
 Device = Literal["desktop", "mobile", "tablet", "other"]
 TicketChannel = Literal["email", "phone", "chat", "social", "web"]
+NO_CHANNEL = "unknown"  # the channel of a ticket created without one
 Priority = Literal["low", "normal", "high", "urgent"]
+NO_PRIORITY: Priority = "normal"  # the priority of a ticket created without one
 
 Timestamp = str | int  # RFC 3339 with a zone, or epoch milliseconds
 

@@ -48,6 +48,10 @@ class DeadLetter:
     reason: str
 
 
+# The outcome of a source record (the `outcome` label of shoppulse_events_total).
+OUTCOMES = ("ok", "invalid", "late", "duplicate")
+
+
 @dataclass
 class FeedResult:
     """What one batch of one partition did."""

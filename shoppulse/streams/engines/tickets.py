@@ -9,7 +9,7 @@ import msgspec
 
 from ...settings import Settings
 from ..cold import ColdStore
-from ..events import Parsed, TicketEvent
+from ..events import NO_CHANNEL, NO_PRIORITY, Parsed, TicketEvent
 from ..measures import Measures
 from ..state_keys import StateKey, TicketKey
 from .base import BatchResult, PartitionEngine, encode_state
@@ -61,7 +61,7 @@ class TicketsEngine(PartitionEngine):
         windows = self.measures_for("support", ts)
         if etype == "ticket_created":
             ticket = self.tickets[event.ticket_id] = Ticket(
-                created=ts, channel=event.channel or "unknown", priority=event.priority or "normal"
+                created=ts, channel=event.channel or NO_CHANNEL, priority=event.priority or NO_PRIORITY
             )
             heapq.heappush(self.change_due, (ts + self.backlog_ms + 1, event.ticket_id))
             for m in windows:
