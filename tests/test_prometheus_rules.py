@@ -612,9 +612,14 @@ def test_compose_file():
                 assert source in compose["volumes"], f"{name}: named volume {source} is not declared"
         for dependency in service.get("depends_on", []):
             assert dependency in services, f"{name} depends on unknown {dependency}"
+    dockerfile = (ROOT / "Dockerfile").read_text()
     for name in ("worker", "generator"):  # both run the image built from the Dockerfile at the root
-        assert services[name]["build"] == "." and services[name]["image"] == services["worker"]["image"]
-    base = re.search(r"^FROM (\S+)", (ROOT / "Dockerfile").read_text(), re.M).group(1)
+        build = services[name]["build"]
+        assert build["context"] == "." and services[name]["image"] == services["worker"]["image"]
+        # the image has no git checkout: the commit of shoppulse_build_info is a build argument
+        assert build["args"] == {"SHOPPULSE_COMMIT": "${SHOPPULSE_COMMIT:-}"}, name
+    assert re.search(r"^ARG SHOPPULSE_COMMIT\b.*\n^ENV SHOPPULSE_COMMIT=\$\{SHOPPULSE_COMMIT\}$", dockerfile, re.M)
+    base = re.search(r"^FROM (\S+)", dockerfile, re.M).group(1)
     assert EXACT_TAG.match(base) and base.startswith("python:3.11."), base
 
     # The workers reach the broker on its internal listener; Grafana reaches Prometheus.
