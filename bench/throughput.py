@@ -201,7 +201,8 @@ async def worker_run(
     proc = subprocess.Popen(command, env=env, cwd=h.ROOT, stdout=log, stderr=subprocess.STDOUT)
     ps = psutil.Process(proc.pid)
     peak_rss, cpu, rss = 0, 0.0, 0
-    rss_at: dict[int, int] = {}  # RSS when events_total first reached 0, 25, 50, 75, 100 % of N
+    rss_at: dict[int, int] = {}  # RSS when events_total first reached 0, 10, ..., 100 % of N
+    last_half_rss: list[int] = []  # every RSS sample once events_total reached N / 2: is it flat?
     samples: list[tuple[float, float]] = []  # (seconds since start, events_total)
     t_first = t_processed = t_done = None
     last_commit_check = 0.0
@@ -219,7 +220,9 @@ async def worker_run(
             total = scrape_events(port, topics)
             if total is not None:
                 samples.append((now, total))
-                rss_at.setdefault(0 if total == 0 else min(4, int(4 * total / n)) * 25, rss)
+                rss_at.setdefault(min(10, int(10 * total / n)) * 10, rss)
+                if 2 * total >= n:
+                    last_half_rss.append(rss)
                 if total > 0 and t_first is None:
                     t_first = now
                 if total >= n and t_processed is None:
@@ -271,6 +274,7 @@ async def worker_run(
         "eps_steady": steady,
         "peak_rss_mb": peak_rss / 2**20,
         "rss_mb_at_pct": {k: v / 2**20 for k, v in sorted(rss_at.items())},
+        "last_half_rss_mb": (min(last_half_rss) / 2**20, max(last_half_rss) / 2**20) if last_half_rss else None,
         "cpu_s": cpu,
         "cpu_util": cpu / t_done,
         "broker_cpu_s": broker_cpu,
@@ -472,10 +476,15 @@ async def main(args) -> int:
                     + (" (did not exit: killed)" if w["killed_after_sigterm"] else "")
                 )
                 print(
-                    "           worker RSS at 0/25/50/75/100 % of events: "
-                    + " / ".join(f"{v:.0f}" for v in w["rss_mb_at_pct"].values())
-                    + " MB"
+                    "           worker RSS (MB) when events reached "
+                    + ", ".join(f"{pct} %: {v:.0f}" for pct, v in w["rss_mb_at_pct"].items())
                 )
+                if w["last_half_rss_mb"]:
+                    low, high = w["last_half_rss_mb"]
+                    print(
+                        f"           worker RSS over the last half of the events: {low:.0f} to {high:.0f} MB "
+                        f"(highest {100 * (high / low - 1):.1f} % above lowest)"
+                    )
                 print(f"           worker wrote {per_event:.2f} records per source event: {written}")
                 print(f"           {describe_written(w['written_bytes'], input_bytes)}")
                 for line in w["log_sample"]:
