@@ -4,6 +4,7 @@
     .venv/bin/python bench/profile_engine.py --live --events 240000 --rate 2000
     .venv/bin/python bench/profile_engine.py --cold-ab --events 1000000
     .venv/bin/python bench/profile_engine.py --state-writes --events 1500000 --rate 5000
+    .venv/bin/python bench/profile_engine.py --memory-soak --events 5000000
 
 Generates N events (default 200k) as bench/throughput.py does, runs them once through
 `_harness.InProcessPipeline` unprofiled (events/s and per-stage seconds), then again under
@@ -24,6 +25,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import _harness as h
+import psutil
 
 from shoppulse.agents.coldstore import RocksStore
 from shoppulse.settings import Settings
@@ -67,7 +69,17 @@ def main() -> None:
         "(open snapshots due by event time), per minute of event time: bytes by key kind and the "
         "seconds spent taking changes and snapshots",
     )
+    parser.add_argument(
+        "--memory-soak",
+        action="store_true",
+        help="only: with the worker's RocksDB cold store, at every 10 %% of the events: the process's "
+        "RSS, the Python heap the pipeline holds, RocksDB's memory, and the state's sizes; then "
+        "the allocation sites that grew over the last half (a soak's growth, broken down)",
+    )
     args = parser.parse_args()
+    if args.memory_soak:
+        memory_soak(args)
+        return
     if args.cold_ab:
         cold_ab(args)
         return
@@ -342,6 +354,64 @@ def cold_ab(args) -> None:
             if isinstance(store, RocksStore):
                 store.close()
             del pipeline, store
+
+
+ROCKSDB_MEMORY = (
+    "rocksdb.cur-size-all-mem-tables",
+    "rocksdb.estimate-table-readers-mem",
+    "rocksdb.block-cache-usage",
+)
+
+
+def memory_soak(args) -> None:
+    """Where a soak's memory goes: bench/throughput.py measures the worker's RSS over a run, this
+    splits the same growth (in-process, same events, the worker's cold store) into the Python heap
+    the pipeline holds (tracemalloc, from after the events were generated), RocksDB's own memory,
+    and the rest of the RSS (allocator pages not given back, native libraries)."""
+    print(f"load average {h.load_average()}; code {h.code_version()}")
+    records, _events, _start = h.generate(args.events, rate=args.rate, seed=args.seed)
+    del _events
+    n = len(records)
+    print(f"{n:,} events ({args.rate:g} ev/s of event time)")
+    me = psutil.Process()
+    with tempfile.TemporaryDirectory(prefix="shoppulse-cold-") as tmp:
+        store = RocksStore(Path(tmp) / "cold-state")
+        tracemalloc.start(1)
+        base_rss = me.memory_info().rss
+        pipeline = h.InProcessPipeline(cold=store)
+        print(
+            f"{'events':>6} {'RSS +MB':>8} {'heap MB':>8} {'rocks MB':>9} {'other MB':>9}  "
+            "sessions  dedup ids  seen keys  windows  merger windows"
+        )
+        snapshots = {}
+        step = n // 10
+        for decile in range(1, 11):
+            pipeline.run(records[(decile - 1) * step : n if decile == 10 else decile * step])
+            rss = me.memory_info().rss - base_rss
+            heap = tracemalloc.get_traced_memory()[0]
+            rocks = sum(store.db.property_int_value(name) or 0 for name in ROCKSDB_MEMORY)
+            engines = [e for source in pipeline.sources.values() for e in source.engines.values()]
+            sessions = sum(len(getattr(e, "sessions", ())) for e in engines)
+            ids = sum(len(e.event_ids) for e in engines)
+            seen = sum(len(getattr(e, "seen_visitors", ())) + len(getattr(e, "seen_customers", ())) for e in engines)
+            windows = sum(len(e.windows) for e in engines)
+            merger = pipeline.merge.merger
+            merger_windows = len(merger.pending) + len(merger.finals)
+            print(
+                f"{decile * 10:>5}% {rss / 2**20:8.0f} {heap / 2**20:8.0f} {rocks / 2**20:9.0f} "
+                f"{(rss - heap - rocks) / 2**20:9.0f}  {sessions:>8,} {ids:>10,} {seen:>10,} {windows:>8,} {merger_windows:>15,}"
+            )
+            if decile in (5, 10):
+                snapshots[decile] = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        print("\nPython heap grown from 50 % to 100 % of the events, by allocation site:")
+        for stat in snapshots[10].compare_to(snapshots[5], "lineno")[:15]:
+            frame = stat.traceback[0]
+            print(
+                f"  {stat.size_diff / 2**20:+7.1f} MB {stat.count_diff:>+10,} blocks  "
+                f"{frame.filename.split('/work/main/')[-1]}:{frame.lineno}"
+            )
+        store.close()
 
 
 def memory(records) -> None:
