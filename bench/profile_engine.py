@@ -367,7 +367,8 @@ def memory_soak(args) -> None:
     """Where a soak's memory goes: bench/throughput.py measures the worker's RSS over a run, this
     splits the same growth (in-process, same events, the worker's cold store) into the Python heap
     the pipeline holds (tracemalloc, from after the events were generated), RocksDB's own memory,
-    and the rest of the RSS (allocator pages not given back, native libraries)."""
+    and the rest of the RSS (allocator pages not given back, native libraries). The RSS column
+    leaves out tracemalloc's own memory, which a worker does not have."""
     print(f"load average {h.load_average()}; code {h.code_version()}")
     records, _events, _start = h.generate(args.events, rate=args.rate, seed=args.seed)
     del _events
@@ -387,7 +388,8 @@ def memory_soak(args) -> None:
         step = n // 10
         for decile in range(1, 11):
             pipeline.run(records[(decile - 1) * step : n if decile == 10 else decile * step])
-            rss = me.memory_info().rss - base_rss
+            # tracemalloc's own traces are in the RSS too: not the worker's, so left out.
+            rss = me.memory_info().rss - base_rss - tracemalloc.get_tracemalloc_memory()
             heap = tracemalloc.get_traced_memory()[0]
             rocks = sum(store.db.property_int_value(name) or 0 for name in ROCKSDB_MEMORY)
             engines = [e for source in pipeline.sources.values() for e in source.engines.values()]
