@@ -349,7 +349,10 @@ async def main(args) -> int:
             )
             for key, (first, last) in sorted(closes.items(), key=lambda kv: (kv[0][3], kv[0][0])):
                 print(f"  {key[0]:8} {key[1]:>3} ending {key[3] // 1000}: first {first:.2f} s, last {last:.2f} s")
-            print("  the two stages, by window end: last source partition's progress committed, then the first final")
+            print(
+                "  the two stages, by window end, each from end + grace: when the last source partition "
+                "(of any family) committed progress past the end, and the first final (of any family)"
+            )
             for end in sorted({key[3] for key in closes}):
                 close_s = (end + grace_ms) / 1000
                 ready = sources_final(progress, end)
