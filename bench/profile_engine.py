@@ -349,11 +349,35 @@ def cold_ab(args) -> None:
             pipeline.run(records)
             current, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
-            ids = sum(len(e.event_ids) for source in pipeline.sources.values() for e in source.engines.values())
+            ids = state_sizes(pipeline)["dedup ids"]
             print(f"{kind:8} Python heap held {current / 2**20:.0f} MB, peak {peak / 2**20:.0f} MB ({ids:,} dedup ids)")
             if isinstance(store, RocksStore):
                 store.close()
             del pipeline, store
+
+
+def state_sizes(pipeline: h.InProcessPipeline) -> dict[str, int]:
+    """How much state the pipeline holds: open sessions, dedup ids, visitors and customers seen,
+    open windows, and the merger's pending and final windows."""
+    engines = [e for source in pipeline.sources.values() for e in source.engines.values()]
+    merger = pipeline.merge.merger
+    return {
+        "sessions": sum(len(getattr(e, "sessions", ())) for e in engines),
+        "dedup ids": sum(len(e.event_ids) for e in engines),
+        "seen keys": sum(len(getattr(e, "seen_visitors", ())) + len(getattr(e, "seen_customers", ())) for e in engines),
+        "windows": sum(len(e.windows) for e in engines),
+        "merger windows": len(merger.pending) + len(merger.finals),
+    }
+
+
+def print_sites(diff: list[tracemalloc.StatisticDiff], top: int) -> None:
+    """The allocation sites that grew most, with paths relative to the project."""
+    root = str(Path(__file__).resolve().parent.parent) + "/"
+    for stat in diff[:top]:
+        frame = stat.traceback[0]
+        print(
+            f"  {stat.size_diff / 2**20:+7.1f} MB {stat.count_diff:>+10,} blocks  {frame.filename.removeprefix(root)}:{frame.lineno}"
+        )
 
 
 ROCKSDB_MEMORY = (
@@ -382,7 +406,7 @@ def memory_soak(args) -> None:
         pipeline = h.InProcessPipeline(cold=store)
         print(
             f"{'events':>6} {'RSS +MB':>8} {'heap MB':>8} {'rocks MB':>9} {'other MB':>9}  "
-            "sessions  dedup ids  seen keys  windows  merger windows"
+            + "  ".join(state_sizes(pipeline))
         )
         snapshots = {}
         step = n // 10
@@ -392,27 +416,16 @@ def memory_soak(args) -> None:
             rss = me.memory_info().rss - base_rss - tracemalloc.get_tracemalloc_memory()
             heap = tracemalloc.get_traced_memory()[0]
             rocks = sum(store.db.property_int_value(name) or 0 for name in ROCKSDB_MEMORY)
-            engines = [e for source in pipeline.sources.values() for e in source.engines.values()]
-            sessions = sum(len(getattr(e, "sessions", ())) for e in engines)
-            ids = sum(len(e.event_ids) for e in engines)
-            seen = sum(len(getattr(e, "seen_visitors", ())) + len(getattr(e, "seen_customers", ())) for e in engines)
-            windows = sum(len(e.windows) for e in engines)
-            merger = pipeline.merge.merger
-            merger_windows = len(merger.pending) + len(merger.finals)
+            sizes = "  ".join(f"{value:>{len(name)},}" for name, value in state_sizes(pipeline).items())
             print(
                 f"{decile * 10:>5}% {rss / 2**20:8.0f} {heap / 2**20:8.0f} {rocks / 2**20:9.0f} "
-                f"{(rss - heap - rocks) / 2**20:9.0f}  {sessions:>8,} {ids:>10,} {seen:>10,} {windows:>8,} {merger_windows:>15,}"
+                f"{(rss - heap - rocks) / 2**20:9.0f}  {sizes}"
             )
             if decile in (5, 10):
                 snapshots[decile] = tracemalloc.take_snapshot()
         tracemalloc.stop()
         print("\nPython heap grown from 50 % to 100 % of the events, by allocation site:")
-        for stat in snapshots[10].compare_to(snapshots[5], "lineno")[:15]:
-            frame = stat.traceback[0]
-            print(
-                f"  {stat.size_diff / 2**20:+7.1f} MB {stat.count_diff:>+10,} blocks  "
-                f"{frame.filename.split('/work/main/')[-1]}:{frame.lineno}"
-            )
+        print_sites(snapshots[10].compare_to(snapshots[5], "lineno"), 15)
         store.close()
 
 
@@ -426,21 +439,10 @@ def memory(records) -> None:
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
     n = len(records)
-    engines = [engine for source in pipeline.sources.values() for engine in source.engines.values()]
-    sessions = sum(len(getattr(e, "sessions", ())) for e in engines)
-    visitors = sum(len(getattr(e, "seen_visitors", ())) for e in engines)
-    ids = sum(len(e.event_ids) for e in engines)
-    windows = sum(len(e.windows) for e in engines)
+    sizes = ", ".join(f"{name} {value:,}" for name, value in state_sizes(pipeline).items())
     print(f"\n=== memory (tracemalloc) after {n:,} events ===")
-    print(
-        f"held {current / 2**20:.0f} MB ({current / n:.0f} B/event), peak {peak / 2**20:.0f} MB; "
-        f"open sessions {sessions:,}, visitors seen {visitors:,}, dedup ids {ids:,}, open windows {windows:,}"
-    )
-    for stat in after.compare_to(before, "lineno")[:12]:
-        frame = stat.traceback[0]
-        print(
-            f"  {stat.size_diff / 2**20:7.1f} MB {stat.count_diff:>10,} blocks  {frame.filename.split('/work/main/')[-1]}:{frame.lineno}"
-        )
+    print(f"held {current / 2**20:.0f} MB ({current / n:.0f} B/event), peak {peak / 2**20:.0f} MB; {sizes}")
+    print_sites(after.compare_to(before, "lineno"), 12)
 
 
 if __name__ == "__main__":
