@@ -26,8 +26,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from shoppulse.kafka.partitioner import partition_for  # noqa: E402
+from shoppulse.outputs import kpi_results  # noqa: E402
 from shoppulse.outputs.prometheus import Metrics, PrometheusExporter  # noqa: E402
-from shoppulse.outputs.publisher import ResultsPublisher  # noqa: E402
 from shoppulse.settings import Settings  # noqa: E402
 from shoppulse.streams.cold import ColdStore  # noqa: E402
 from shoppulse.streams.events import STREAMS, encode, key_of  # noqa: E402
@@ -70,8 +70,7 @@ class InProcessPipeline(Pipeline):
     def __init__(self, settings: Settings | None = None, cold: ColdStore | None = None):
         super().__init__(settings, cold=cold)
         self.metrics = Metrics()
-        self.publisher = ResultsPublisher()
-        self.listeners = [self.publisher, PrometheusExporter(self.metrics, min(self.settings.windows_seconds) * 1000)]
+        self.exporter = PrometheusExporter(self.metrics, min(self.settings.windows_seconds) * 1000)
         self.seconds = dict.fromkeys(self.STAGES, 0.0)
         self.counts: dict[str, int] = defaultdict(
             int
@@ -157,9 +156,10 @@ class InProcessPipeline(Pipeline):
 
     def on_results(self, results) -> None:
         if results:
-            for listener in self.listeners:
-                listener.on_results(results)
-            self.counts["results"] += len(self.publisher.take())
+            self.counts["results"] += len(
+                kpi_results.records(self.settings.topics.results, results, int(time.time() * 1000))
+            )
+            self.exporter.on_results_committed(results)
 
     def timed_tick(self) -> None:
         self.spent = 0.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import orjson
 
 from shoppulse.kafka.partitioner import partition_for
+from shoppulse.outputs import kpi_results
 from shoppulse.settings import Settings
 from shoppulse.streams.events import InvalidEvent, key_of, parse
 from shoppulse.streams.pipeline import Pipeline, RawRecord
@@ -60,7 +61,7 @@ def run(
             engine.watermark.last_arrival_wall_ms = 0
     pipeline.tick(FAR_FUTURE_MS)
     pipeline.tick(FAR_FUTURE_MS + DAY_MS)
-    return [orjson.loads(value) for result in pipeline.results for _, value in result.records(NOW_MS)]
+    return [orjson.loads(value) for _, _, value in kpi_results.records("kpi-results", pipeline.results, NOW_MS)]
 
 
 def _key(stream: str, payload: bytes) -> bytes | None:

@@ -264,6 +264,15 @@ class Support:
 
 
 @dataclass
+class Tallies:
+    """Observations over a whole run, for histograms: first replies by (channel, priority), and
+    solves of tickets whose creation was seen."""
+
+    first_replies: Counter = field(default_factory=Counter)
+    resolutions: int = 0
+
+
+@dataclass
 class Ticket:
     created: int
     channel: str
@@ -287,11 +296,13 @@ def compute(
     sla: dict[str, float] | None = None,
     backlog_s: float = 86400,
     hit_rate: bool = True,
+    tallies: Tallies | None = None,
 ) -> dict[Key, Any]:
     """Expected KPI values of every window that has events of the KPI's family.
 
     `events` are (stream, event dict) in production order, late events already removed
-    (see `drop_late`; `grace_s` is accepted for symmetry and not used here)."""
+    (see `drop_late`; `grace_s` is accepted for symmetry and not used here). With `tallies`,
+    also the observations behind the worker's histograms, over all events."""
     sizes = sorted(int(s) * 1000 for s in windows_s)
     largest = sizes[-1]
     timeout = int(session_timeout_s * 1000)
@@ -437,6 +448,8 @@ def compute(
                     if ticket.first_reply is None:
                         ticket.first_reply = t
                         frt = t - ticket.created
+                        if tallies is not None:
+                            tallies.first_replies[(ticket.channel, ticket.priority)] += 1
                         target = sla_ms.get(ticket.priority, sla_ms["normal"])
                         for k in keys:
                             support[k].frt.append((frt, ticket.channel, ticket.priority))
@@ -445,6 +458,8 @@ def compute(
                 for k in keys:
                     support[k].escalations += 1
             elif etype == "ticket_solved":
+                if tallies is not None and ticket is not None:
+                    tallies.resolutions += 1
                 for k in keys:
                     w = support[k]
                     w.solves += 1

@@ -1,5 +1,5 @@
 """A checkpoint commits in the background while its partition is fed on
-(agents/checkpoint.py `PartitionTask.start_checkpoint`), on the real broker of the
+(agents/task.py `PartitionTask.start_checkpoint`), on the real broker of the
 `kafka_broker` fixture.
 
 What must hold: a checkpoint holds the state, the outputs and the input offset of the records
@@ -17,9 +17,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shoppulse.agents.checkpoint import SourceTask, StagedSource, read_changelog
+from shoppulse.agents.restore import read_changelog
+from shoppulse.agents.source_task import SourceTask, StagedSource
 from shoppulse.kafka.admin import ensure_topics
-from shoppulse.outputs.prometheus import Metrics
+from shoppulse.outputs.base import Sensor, SourceTally
 from shoppulse.settings import Settings, TopicNames
 from shoppulse.streams.cold import MemoryStore
 from shoppulse.streams.events import encode, key_of
@@ -115,6 +116,14 @@ def core_rows(settings: Settings, slices: list[list]) -> list[dict[str, bytes]]:
     return after
 
 
+class CommittedEvents(Sensor):
+    def __init__(self) -> None:
+        self.events = 0
+
+    def on_source_committed(self, topic: str, tally: SourceTally) -> None:
+        self.events += sum(tally.outcomes.values())
+
+
 def test_records_fed_while_a_checkpoint_commits_go_to_the_next_one(kafka_broker):
     async def scenario() -> None:
         settings = settings_for(kafka_broker.bootstrap)
@@ -126,7 +135,8 @@ def test_records_fed_while_a_checkpoint_commits_go_to_the_next_one(kafka_broker)
 
         tp = TopicPartition(settings.topics.orders, 0)
         source = StagedSource("orders", settings, MemoryStore())
-        task = SourceTask(tp, settings, settings.app_id, source, Metrics())
+        sensor = CommittedEvents()
+        task = SourceTask(tp, settings, settings.app_id, source, sensor)
         await task.start_producer()
         try:
             task.restore({}, None)
@@ -136,14 +146,16 @@ def test_records_fed_while_a_checkpoint_commits_go_to_the_next_one(kafka_broker)
             task.feed(second, NOW_MS)  # while the first checkpoint's transaction commits
             with pytest.raises(AssertionError, match="still committing"):
                 task.start_checkpoint()
+            assert sensor.events == 0, "counted before its checkpoint committed"
             await task.finish_checkpoint()
             assert not task.committing and task.committed == 250
+            assert sensor.events == 250, "the sensor hears of the first checkpoint's records only"
 
             await settled(lambda: committed_offset(settings, tp), 250)
             assert await changelog_rows(settings, task) == expected_first
 
             assert await task.checkpoint()
-            assert task.committed == 400
+            assert task.committed == 400 and sensor.events == 400
             await settled(lambda: committed_offset(settings, tp), 400)
             assert await changelog_rows(settings, task) == expected_both
             assert not await task.checkpoint(), "nothing fed since: nothing to write"

@@ -1,15 +1,24 @@
-"""When a partition of the batch data plane checkpoints (agents/checkpoint.py `PartitionTask.due`)."""
+"""When a partition of the batch data plane checkpoints (agents/task.py `PartitionTask.due`), and
+which state changes a task may make (`TaskState`, as Kafka Streams' `Task.State`)."""
 
 from __future__ import annotations
 
+import pytest
 from aiokafka import TopicPartition
 
-from shoppulse.agents.checkpoint import PartitionTask
+from shoppulse.agents.task import IllegalTransition, PartitionTask, TaskState
 from shoppulse.settings import Settings
 
 
-def task(**settings) -> PartitionTask:
-    t = PartitionTask(TopicPartition("orders", 0), Settings(**settings), "group")
+class CountingTask(PartitionTask[int]):
+    """A task without state: what it was fed is counted."""
+
+    def new_tally(self) -> int:
+        return 0
+
+
+def task(**settings) -> CountingTask:
+    t = CountingTask(TopicPartition("orders", 0), Settings(**settings), "group")
     t.last_checkpoint = 100.0
     return t
 
@@ -37,3 +46,29 @@ def test_finals_make_a_live_partition_checkpoint_at_once_but_not_one_catching_up
     t.pending.finals = True
     assert t.due(100.0, catching_up=False)
     assert not t.due(100.0, catching_up=True), "in a backlog, windows end every few seconds"
+
+
+def test_a_task_runs_only_once_restored_and_a_suspended_one_is_restored_again():
+    t = task()
+    assert t.state is TaskState.CREATED and not t.opened
+    with pytest.raises(IllegalTransition, match="created -> running"):
+        t.transition(TaskState.RUNNING)
+    t.transition(TaskState.RESTORING)
+    t.restore({}, 42)
+    assert t.state is TaskState.RUNNING and t.opened and t.position == t.committed == 42
+    t.pending.fed = 7
+    t.suspend()  # a failed checkpoint: what was fed since the last one is dropped
+    assert t.state is TaskState.SUSPENDED and not t.opened and t.pending.fed == 0
+    with pytest.raises(IllegalTransition, match="suspended -> running"):
+        t.transition(TaskState.RUNNING)
+    t.transition(TaskState.RESTORING)
+    t.restore({}, 42)
+    assert t.opened
+
+
+def test_a_closed_task_stays_closed():
+    t = task()
+    t.transition(TaskState.CLOSED)
+    for state in TaskState:
+        with pytest.raises(IllegalTransition):
+            t.transition(state)

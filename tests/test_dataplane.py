@@ -1,4 +1,4 @@
-"""The data plane (agents/dataplane.py, agents/checkpoint.py) against the batch recomputation
+"""The data plane (agents/dataplane.py, agents/task.py) against the batch recomputation
 (tests/oracle.py), through the real broker and real worker processes, where exactness is
 hardest (the three real samples and generated traffic are in test_kpis_kafka.py):
 

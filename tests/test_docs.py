@@ -130,11 +130,12 @@ def test_dead_letter_fields_documented():
 
 
 def test_kpi_results_fields_documented():
+    from shoppulse.outputs.kpi_results import records
     from shoppulse.streams.kpis import Value
     from shoppulse.streams.merge import WindowResult
 
     result = WindowResult("sales", 60_000, 0, True, [Value("refund_rate", 0.5, {}, 1, 2)])
-    ((_, value),) = result.records(0)
+    ((_, _, value),) = records("kpi-results", [result], 0)
     spans = _code_spans(_read("kpis.md"))
     missing = [f for f in json.loads(value) if f not in spans]
     assert not missing, f"kpi-results fields missing from docs/kpis.md: {missing}"

@@ -45,7 +45,7 @@ def _run(minutes: list[tuple[int, int]]):
             merger.apply(Snapshot(family, MINUTE, start, 0, measures))
             for partition in (0, 1):
                 results += merger.apply(Progress(family, partition, start + MINUTE))
-        exporter.on_results(results)
+        exporter.on_results_committed(results)
         per_minute.append(_samples(registry, "shoppulse_revenue_per_visitor"))
     return registry, exporter, per_minute
 
@@ -83,7 +83,7 @@ def test_a_later_cross_result_keeps_the_other_cross_kpis():
     sales.inc_label("revenue_micros", "EUR", 10 * MICROS)
     for family, measures in (("traffic", traffic), ("sales", sales), ("support", Measures())):
         merger.apply(Snapshot(family, MINUTE, T0, 0, measures))
-        exporter.on_results(merger.apply(Progress(family, 0, T0 + MINUTE)))
+        exporter.on_results_committed(merger.apply(Progress(family, 0, T0 + MINUTE)))
     assert _samples(registry, "shoppulse_revenue_per_visitor") == {(("currency", "EUR"), ("window", "1m")): 10.0}
 
 

@@ -100,18 +100,32 @@ def test_no_import_circles() -> None:
 
 
 HOP = re.compile(r"`((?:agents|streams|outputs|kafka|tools|cli)/[\w/]+\.py):([\w.]+)`")
+MAX_HOPS = 15
 
 
-def _follow_one_event() -> str:
+def _follow_one_event() -> list[str]:
     text = (ROOT / "README.md").read_text()
     start = text.index("Follow one clickstream event")
-    return text[start : text.index("\n\n", start)]
+    return text[start : text.index("\n\n", start)].splitlines()
 
 
-def test_readme_follow_one_event_names_existing_functions_in_at_most_8_hops() -> None:
-    hops = HOP.findall(_follow_one_event())
-    assert 3 <= len(hops) <= 8, hops
-    for file, dotted in hops:
+def _routes() -> dict[str, list[tuple[str, str]]]:
+    """The README's routes of one event: the numbered hops they share, then each branch's."""
+    lines = _follow_one_event()
+    shared = [hop for line in lines if line[:1].isdigit() for hop in HOP.findall(line)]
+    branches = {line.split(":", 1)[0]: HOP.findall(line) for line in lines if line.startswith("- To ")}
+    return {name: shared + hops for name, hops in branches.items()}
+
+
+def test_readme_follows_one_event_to_the_gauge_and_to_kpi_results_in_at_most_15_hops() -> None:
+    routes = _routes()
+    assert set(routes) == {"- To the gauge", "- To `kpi-results`"}, routes
+    for name, hops in routes.items():
+        assert 10 <= len(hops) <= MAX_HOPS, f"{name}: {len(hops)} hops"
+
+
+def test_every_hop_the_readme_names_exists() -> None:
+    for file, dotted in {hop for hops in _routes().values() for hop in hops}:
         tree = ast.parse((PACKAGE / file).read_text())
         scope: list[ast.stmt] = tree.body
         for part in dotted.split("."):

@@ -1,15 +1,15 @@
 """The Faust app around the batch data plane: Faust runs the worker (lifecycle, signals, the
 1-second timer); the data plane (agents/dataplane.py) reads and checkpoints every input partition.
 
-clickstream ─┐                         ┌─ SourceTask → SourceDriver (streams/pipeline.py):
+clickstream ─┐                         ┌─ SourceTask (source_task.py) → SourceDriver (streams/pipeline.py):
 orders ──────┼─ agents/dataplane.py ───┤   parse, dedup, watermark, engines (streams/engines/)
 tickets ─────┘   (aiokafka batches)    └─ snapshots + progress ─▶ <app>-partials (1 partition)
                                                                           │
-  kpi-results ◀── MergeTask → MergeDriver (streams/pipeline.py) ◀─────────┘
-  /metrics    ◀── PrometheusExporter (outputs/prometheus.py)
+  kpi-results ◀── MergeTask (merge_task.py) → MergeDriver (streams/pipeline.py) ◀─┘
+  /metrics    ◀── PrometheusExporter (outputs/prometheus.py), a Sensor told of every committed checkpoint
 
 Every task checkpoints its state, outputs and input offset in one Kafka transaction
-(agents/checkpoint.py).
+(agents/task.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 import faust
 
 from ..kafka.options import faust_broker, faust_credentials
-from ..outputs.base import ResultListener
 from ..outputs.prometheus import Metrics, PrometheusExporter
 from ..settings import Settings
 from ..streams.events import STREAMS
@@ -35,9 +34,7 @@ class Worker:
     metrics: Metrics
 
 
-def create_app(
-    settings: Settings, listeners: list[ResultListener] | None = None, metrics: Metrics | None = None
-) -> Worker:
+def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
     """The Faust app gets an id of its own: Faust always joins a consumer group of its app id,
     with its own assignor, and the data plane's group is the app id. Faust starts the data
     plane only once its own group has an assignment, so its consumer is a static member too:
@@ -60,8 +57,7 @@ def create_app(
     smallest_ms = min(settings.windows_seconds) * 1000
     clock = ClockReader(settings)  # the stream clocks, for idle partitions (streams/clock.py)
     app.task(clock.task())
-    exporters = [PrometheusExporter(metrics, smallest_ms), *(listeners or [])]
-    plane = BatchDataPlane(settings, metrics, exporters, clock)
+    plane = BatchDataPlane(settings, PrometheusExporter(metrics, smallest_ms), clock)
     app.service(plane)  # type: ignore[arg-type]  # an instance: Faust starts it as it is
 
     @app.timer(settings.update_interval_seconds)

@@ -1,5 +1,5 @@
 """The stream clocks' transport (the rule is in streams/clock.py): the merging worker publishes
-them to the `<app_id>-clock` topic (agents/checkpoint.py `MergeTask`), and every worker reads
+them to the `<app_id>-clock` topic (agents/merge_task.py `MergeTask`), and every worker reads
 that topic with a consumer of its own, outside the consumer group, since every worker needs
 every record.
 """

@@ -1,5 +1,5 @@
 """The batch data plane: every input partition read in batches with aiokafka and checkpointed
-in Kafka transactions (agents/checkpoint.py).
+in Kafka transactions (agents/task.py).
 
 One consumer group (the app id) reads the three source topics and the
 partials topic; the partials partition is one more input partition, so the merge stage is
@@ -33,14 +33,16 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from mode import Service
 
 from ..kafka.options import bootstrap_servers, client_options
-from ..outputs.base import ResultListener
-from ..outputs.prometheus import Metrics
+from ..outputs.base import Sensor
 from ..settings import Settings
 from ..streams.events import STREAMS
 from ..topics import partials_topic
-from .checkpoint import MergeTask, PartitionTask, SourceTask, StagedSource, open_tasks
 from .clock import ClockReader
 from .coldstore import RocksStore
+from .merge_task import MergeTask
+from .restore import open_tasks
+from .source_task import SourceTask, StagedSource
+from .task import PartitionTask, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +80,17 @@ class Rebalance(ConsumerRebalanceListener):
 class BatchDataPlane(Service):
     """This worker's input partitions: consumer, tasks, checkpoints."""
 
-    def __init__(
-        self, settings: Settings, metrics: Metrics, listeners: list[ResultListener], clocks: ClockReader, **kwargs
-    ):
+    def __init__(self, settings: Settings, sensor: Sensor, clocks: ClockReader, **kwargs):
         super().__init__(**kwargs)
         self.settings = settings
         self.clocks = clocks
-        self.metrics = metrics
-        self.listeners = listeners
+        self.sensor = sensor
         self.group_id = settings.app_id
         # The dedup ids and the visitors and customers seen, on disk (agents/coldstore.py).
         self.cold = RocksStore(Path(settings.data_dir) / "cold-state")
         self.sources = {settings.topics.source(s): StagedSource(s, settings, self.cold) for s in STREAMS}
         self.partials_topic = partials_topic(settings)
-        self.tasks: dict[TopicPartition, PartitionTask] = {}
-        self.unopened: set[TopicPartition] = set()  # assigned, paused, to be (re)opened
+        self.tasks: dict[TopicPartition, PartitionTask] = {}  # every assigned partition's, in any state
         self.merging = False  # whether this worker held the partials partition
         # The contract: non-final updates at most once a second per record, also across a
         # rebalance that gives the partials partition back to this worker.
@@ -138,7 +136,7 @@ class BatchDataPlane(Service):
         if self.loop_task is not None:
             await asyncio.gather(self.loop_task, return_exceptions=True)
         async with self.lock:
-            await self._checkpoint(self._open_tasks())
+            await self._checkpoint(self._running())
             await self._close(list(self.tasks))
         for client in (self.consumer, self.reader):
             if client is not None:
@@ -151,7 +149,7 @@ class BatchDataPlane(Service):
         consumer = self.consumer
         assert consumer is not None
         while not self.stopping:
-            if self.unopened:
+            if any(t.state in (TaskState.CREATED, TaskState.SUSPENDED) for t in self.tasks.values()):
                 async with self.lock:
                     await self._open()
             try:
@@ -171,11 +169,9 @@ class BatchDataPlane(Service):
                     async with self.lock:
                         if not self._feed(tp, records[start : start + size], now_ms):
                             break
-                    await asyncio.sleep(0)  # heartbeats (see checkpoint.SENDS_PER_YIELD)
+                    await asyncio.sleep(0)  # heartbeats (see task.SENDS_PER_YIELD)
             async with self.lock:
-                await self._finish_checkpoints(
-                    [t for t in self._open_tasks() if t.writing is not None and t.writing.done()]
-                )
+                await self._finish_checkpoints([t for t in self._running() if t.written])
                 self._start_checkpoints()
 
     def _start_checkpoints(self) -> None:
@@ -185,7 +181,7 @@ class BatchDataPlane(Service):
         meanwhile wait for one budget, not for every partition's checkpoint."""
         now = time.monotonic()
         backlog = self.settings.batch_max_events
-        due = [t for t in self._open_tasks() if not t.committing and t.due(now, catching_up=self._lag(t.tp) >= backlog)]
+        due = [t for t in self._running() if not t.committing and t.due(now, catching_up=self._lag(t.tp) >= backlog)]
         due.sort(key=lambda t: (not t.finals_waiting(), t.last_checkpoint))
         started = time.perf_counter()
         for task in due:
@@ -195,16 +191,16 @@ class BatchDataPlane(Service):
 
     def _feed(self, tp: TopicPartition, records: list, now_ms: int) -> bool:
         task = self.tasks.get(tp)
-        if task is None or tp in self.unopened:
-            return False  # revoked or fenced meanwhile: its next owner reads them again
+        if task is None or not task.opened:
+            return False  # revoked, fenced or suspended meanwhile: read again from its last checkpoint
         # A batch fetched before a rebalance may repeat records fed already.
         records = [r for r in records if r.offset >= task.position]
         if records:
             task.feed(records, now_ms)
         return True
 
-    def _open_tasks(self) -> list[PartitionTask]:
-        return [t for tp, t in self.tasks.items() if tp not in self.unopened]
+    def _running(self) -> list[PartitionTask]:
+        return [t for t in self.tasks.values() if t.state is TaskState.RUNNING]
 
     async def tick(self) -> None:
         """The app's timer: idle partitions adopt their stream's clock, the merge stage's
@@ -215,14 +211,11 @@ class BatchDataPlane(Service):
             for topic, source in self.sources.items():
                 behind = lambda partition, topic=topic: self._behind(topic, partition)  # noqa: E731
                 source.driver.tick(now_ms, behind=behind, clock_ms=clocks.get(source.stream))
-                lag = source.driver.watermark_lag_seconds(now_ms)
-                if lag is not None:
-                    self.metrics.watermark_lag.labels(topic).set(lag)
-                self.metrics.consumer_lag.labels(topic).set(self._consumer_lag(topic))
+                self.sensor.on_lag(topic, source.driver.watermark_lag_seconds(now_ms), self._consumer_lag(topic))
             # Measured on the wall clock, as the records' `emitted_at`, from the end of the last
             # updates: their `emitted_at` is taken once they are computed, which takes a while.
             open_updates = time.time() - self.last_open_updates >= self.open_update_interval
-            for task in self.tasks.values():
+            for task in self._running():
                 if isinstance(task, MergeTask):
                     task.tick(now_ms, open_updates=open_updates)
                     if open_updates:
@@ -263,12 +256,12 @@ class BatchDataPlane(Service):
         await self._settle(tasks, await asyncio.gather(*(t.finish_checkpoint() for t in tasks), return_exceptions=True))
 
     async def _settle(self, tasks: list[PartitionTask], results: list) -> None:
-        """Reopen the tasks whose checkpoint failed; give up the fenced ones and rejoin."""
+        """Suspend the tasks whose checkpoint failed, to reopen them; close the fenced ones and rejoin."""
         fenced = [t.tp for t, result in zip(tasks, results) if isinstance(result, ProducerFenced)]
         for task, result in zip(tasks, results):
             if isinstance(result, BaseException) and task.tp not in fenced:
                 log.warning("%s: checkpoint failed (%r); reopening from the last checkpoint", task.tp, result)
-                self._unopen(task)
+                self._suspend([task])
         if fenced and not self.stopping:
             # A newer owner started the partition's producer: this worker missed a rebalance.
             # Drop the uncommitted work and rejoin; if the group gives the partition back, it is
@@ -278,30 +271,30 @@ class BatchDataPlane(Service):
             assert self.consumer is not None
             self.consumer._coordinator.request_rejoin()
 
-    def _unopen(self, task: PartitionTask) -> None:
-        """The task's state is ahead of its last checkpoint: reopen it from there."""
-        self.unopened.add(task.tp)
-        if isinstance(task, SourceTask):
-            task.forget()
+    def _suspend(self, tasks: list[PartitionTask]) -> None:
+        """The tasks' state is ahead of (or not yet at) their last checkpoint: pause their
+        partitions until `_open` reopens them from there."""
+        for task in tasks:
+            task.suspend()
         assert self.consumer is not None
-        self.consumer.pause(task.tp)
+        self.consumer.pause(*(t.tp for t in tasks))
 
     async def _open(self) -> None:
-        """Open the tasks of newly assigned partitions, and reopen failed ones: fence, restore,
-        seek (checkpoint.open_tasks), then fetch again. Not in the rebalance callback: aiokafka
+        """Open the tasks of newly assigned partitions, and reopen suspended ones: fence, restore,
+        seek (agents/restore.py), then fetch again. Not in the rebalance callback: aiokafka
         starts heartbeating only after it, and a restore can outlast the session timeout."""
         assert self.reader is not None and self.consumer is not None
-        tasks = [self.tasks[tp] for tp in self.unopened if tp in self.tasks]
-        await asyncio.gather(*(t.close() for t in tasks), return_exceptions=True)
+        tasks = [t for t in self.tasks.values() if t.state in (TaskState.CREATED, TaskState.SUSPENDED)]
+        await asyncio.gather(*(t.stop_producer() for t in tasks), return_exceptions=True)
         try:
             await open_tasks(tasks, self.reader, self.consumer)
         except Exception as exc:
-            log.warning("opening %s failed (%r); retrying", sorted(map(str, self.unopened)), exc)
+            log.warning("opening %s failed (%r); retrying", sorted(str(t.tp) for t in tasks), exc)
+            self._suspend([t for t in tasks if t.state in (TaskState.RESTORING, TaskState.RUNNING)])
             await asyncio.sleep(RETRY_SECONDS)
             return
         assigned = self.consumer.assignment()
         self.consumer.resume(*(t.tp for t in tasks if t.tp in assigned))
-        self.unopened.clear()
         if any(isinstance(t, MergeTask) for t in tasks):
             # The previous owner may have sent non-final updates just before it let go.
             self.last_open_updates = time.time()
@@ -309,17 +302,13 @@ class BatchDataPlane(Service):
     async def _close(self, tps: Iterable[TopicPartition]) -> None:
         tasks = [self.tasks.pop(tp) for tp in list(tps) if tp in self.tasks]
         await asyncio.gather(*(t.close() for t in tasks), return_exceptions=True)
-        for task in tasks:
-            self.unopened.discard(task.tp)
-            if isinstance(task, SourceTask):
-                task.forget()
 
     # ------------------------------------------------------------ rebalances
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Checkpoint what was fed from the revoked partitions, then let them go."""
         async with self.lock:
-            await self._checkpoint([t for t in self._open_tasks() if t.tp in revoked])
+            await self._checkpoint([t for t in self._running() if t.tp in revoked])
             await self._close(revoked)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -329,18 +318,16 @@ class BatchDataPlane(Service):
                 if tp in self.tasks:
                     continue
                 if tp.topic == self.partials_topic:
-                    new.append(MergeTask(tp, self.settings, self.group_id, self.listeners))
+                    new.append(MergeTask(tp, self.settings, self.group_id, self.sensor))
                 else:
                     source = self.sources[tp.topic]
-                    new.append(SourceTask(tp, self.settings, self.group_id, source, self.metrics))
+                    new.append(SourceTask(tp, self.settings, self.group_id, source, self.sensor))
             for task in new:
                 self.tasks[task.tp] = task
-                self.unopened.add(task.tp)
             if new:
                 assert self.consumer is not None
                 self.consumer.pause(*(t.tp for t in new))  # until opened by the loop
             merging = any(tp.topic == self.partials_topic for tp in assigned)
             if self.merging and not merging:
-                for listener in self.listeners:
-                    listener.on_merge_revoked()  # another worker exports the KPIs now
+                self.sensor.on_merge_revoked()  # another worker exports the KPIs now
             self.merging = merging

@@ -89,7 +89,7 @@ def topic_specs(settings: Settings) -> dict[str, int]:
     specs = {topics.source(s): settings.partitions for s in STREAMS}
     specs[topics.results] = settings.partitions
     specs[topics.dead_letters] = settings.partitions
-    specs[partials_topic(settings)] = 1  # one merger: agents/checkpoint.py MergeTask
+    specs[partials_topic(settings)] = 1  # one merger: agents/merge_task.py MergeTask
     specs[clock_topic(settings)] = 1  # its stream clocks, read by every worker: agents/clock.py
     # Changelogs too: compacted, co-partitioned with their inputs, before any task restores from one.
     for stream in STREAMS:

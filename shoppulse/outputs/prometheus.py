@@ -1,5 +1,6 @@
 """The Prometheus exporter: KPI gauges, counters and pipeline health in one registry, and the
-`/metrics` HTTP server. A `ResultListener` (outputs/base.py)."""
+`/metrics` HTTP server. A `Sensor` (outputs/base.py): every counter and histogram moves when
+the checkpoint that holds its events commits."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from ..streams.events import NO_CHANNEL, REASONS, Priority, TicketChannel
 from ..streams.kpis import BY_KEY, CATALOGUE, counters
 from ..streams.merge import WindowResult
 from ..streams.pipeline import OUTCOMES
+from .base import Sensor, SourceTally
 
 disable_created_metrics()  # `_created` series double the scrape size and no dashboard uses them
 
@@ -176,15 +178,38 @@ class Metrics:
             raise
 
 
-class PrometheusExporter:
-    """Windowed gauges (last closed window), freshness and numerator/denominator counters."""
+class PrometheusExporter(Sensor):
+    """Pipeline counters and histograms; windowed KPI gauges (last closed window), freshness and
+    numerator/denominator counters; lag gauges."""
 
     def __init__(self, metrics: Metrics, smallest_window_ms: int):
         self.metrics = metrics
         self.smallest = smallest_window_ms
         self._series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
 
-    def on_results(self, results: list[WindowResult]) -> None:
+    def on_source_committed(self, topic: str, tally: SourceTally) -> None:
+        m = self.metrics
+        for outcome, n in tally.outcomes.items():
+            if n:
+                m.events.labels(topic, outcome).inc(n)
+        for reason, n in tally.dead_letter_reasons.items():
+            m.dead_letters.labels(reason).inc(n)
+        for seconds, channel, priority in tally.first_responses:
+            m.first_response.labels(channel, priority).observe(seconds)
+        for seconds in tally.resolutions:
+            m.resolution.observe(seconds)
+        if tally.filter_false_positives:
+            m.filter_false_positives.labels(topic).inc(tally.filter_false_positives)
+        latency = m.latency.labels(topic)
+        for seconds in tally.latencies:
+            latency.observe(seconds)
+
+    def on_lag(self, topic: str, watermark_lag_seconds: float | None, consumer_lag: int) -> None:
+        if watermark_lag_seconds is not None:
+            self.metrics.watermark_lag.labels(topic).set(watermark_lag_seconds)
+        self.metrics.consumer_lag.labels(topic).set(consumer_lag)
+
+    def on_results_committed(self, results: list[WindowResult]) -> None:
         m = self.metrics
         for result in results:
             if not result.final:

@@ -128,7 +128,7 @@ class StreamClocks:
                 self.status[(stream, int(partition))] = PartitionStatus(watermark_ms, idle)  # type: ignore[index]
 
 
-def encode_clocks(clocks: Mapping[str, int], wall_ms: int) -> bytes:
+def encode_clocks(clocks: Mapping[Stream, int], wall_ms: int) -> bytes:
     """The value of a clock record: every stream's clock, and when it was computed."""
     return orjson.dumps({"clocks": dict(clocks), "at_ms": wall_ms})
 

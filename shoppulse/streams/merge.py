@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import orjson
 
-from ..settings import Settings, window_label
+from ..settings import Settings
 from .kpis import BY_KEY, CATALOGUE, CROSS_NEEDS, Context, Value, compute_family
 from .measures import Measures
 from .partials import Progress, Snapshot
@@ -45,33 +44,6 @@ class WindowResult:
     @property
     def end_ms(self) -> int:
         return self.start_ms + self.size_ms
-
-    def records(self, emitted_at_ms: int) -> list[tuple[bytes, bytes]]:
-        """(key, value) pairs for the kpi-results topic: one per (kpi, window, dimensions)."""
-        emitted = _iso(emitted_at_ms)
-        window = window_label(self.size_ms // 1000)
-        start, end = _iso(self.start_ms), _iso(self.end_ms)
-        out = []
-        for v in self.values:
-            record = {
-                "kpi": v.kpi,
-                "window": window,
-                "window_start": start,
-                "window_end": end,
-                "dimensions": v.dimensions,
-                "value": v.value,
-                "final": self.final,
-                "emitted_at": emitted,
-            }
-            if v.denominator is not None:
-                record["numerator"] = v.numerator
-                record["denominator"] = v.denominator
-            out.append((f"{v.kpi}|{window}".encode(), orjson.dumps(record)))
-        return out
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Merger:

@@ -7,7 +7,7 @@
 - `MergeDriver`: the merge stage. Feed it encoded partials; it returns window results.
 - `Pipeline`: both, connected by lists, for the in-process tests and the benchmark.
 
-The data plane's partition tasks (agents/checkpoint.py `SourceTask`, `MergeTask`) drive the
+The data plane's partition tasks (agents/source_task.py, agents/merge_task.py) drive the
 same two objects; only they know about topics, transactions and offsets. The clock is always passed in: nothing here reads it.
 """
 
