@@ -1,2 +1,2 @@
-"""Where results go: Prometheus metrics, the kpi-results publisher, and the alert rules and
-dashboards generated from the KPI catalogue."""
+"""Where results go at run time: Prometheus metrics and the kpi-results publisher. The deploy
+files generated from the KPI catalogue (alert rules, dashboards) are in shoppulse/deployfiles/."""

@@ -32,10 +32,10 @@ from rich.console import Console
 from rich.live import Live
 
 from ..config import load_settings
+from ..deployfiles.alerts import render_prometheus_config, render_rules
 from ..errors import ShoppulseError
 from ..kafka.admin import ensure_topics
 from ..kafka.broker import LocalKafka, free_ports, port_in_use
-from ..outputs.alerts import render_prometheus_config, render_rules
 from ..streams.goals import goals
 from .generate import SCENARIOS, GeneratorConfig
 from .generate import run as generate
