@@ -71,9 +71,10 @@ def test_every_catalogue_kpi_has_a_panel():
 
 def test_a_new_catalogue_kpi_gets_a_panel(monkeypatch):
     """The generator places KPIs it has no layout for in a "More" row, so none is left out."""
-    from shoppulse.streams import kpis
+    from shoppulse.streams.kpis import Kpi
+    from shoppulse.streams.kpis.compute import count
 
-    extra = kpis.Kpi("test_new_kpi", "support", "count", "a test KPI", "none", kpis.count("test_new_kpi", "x"))
+    extra = Kpi("test_new_kpi", "support", "count", "a test KPI", "none", count("test_new_kpi", "x"))
     monkeypatch.setattr(boards, "CATALOGUE", (*CATALOGUE, extra))
     monkeypatch.setitem(boards.BY_KEY, "test_new_kpi", extra)
     support = next(b for b in boards.boards() if b.uid == "shoppulse-support")
