@@ -4,11 +4,11 @@
 (stream, partition, key, value) tuples: encoded and keyed exactly as `KafkaSink` sends them
 (`streams.events.encode` / `key_of`), partition as aiokafka's default partitioner picks it.
 
-`InProcessPipeline` is the core's `Pipeline` driver (the same objects the worker's agents
-drive) plus the worker's outputs: per batch and partition, `feed` (parse and engine), the
-state changes the agent writes to its table (`changes`), the merge stage with the
-Prometheus exporter and the kpi-results publisher (`merge`), and the 1-second tick. Each
-stage's time is accumulated separately.
+`InProcessPipeline` is the core's `Pipeline` driver (the same objects the worker's partition
+tasks drive, agents/) plus the worker's outputs: per batch and partition, `feed` (parse and
+engine), the state changes a checkpoint writes to the changelog (`changes`), the merge
+stage with the Prometheus exporter and the kpi-results records (`merge`), and the
+1-second tick. Each stage's time is accumulated separately.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def generate(n: int, *, rate: float, seed: int, partitions: int = 4):
 
 class InProcessPipeline(Pipeline):
     """The core's `Pipeline` driver with the worker's outputs (Prometheus exporter, kpi-results
-    publisher) and each stage's time and volume recorded."""
+    records) and each stage's time and volume recorded."""
 
     STAGES = ("feed", "changes", "merge", "tick")
 
@@ -81,7 +81,8 @@ class InProcessPipeline(Pipeline):
         self.spent = 0.0  # seconds of the changes and merge stages inside the current call
 
     def run(self, records, batch: int | None = None) -> None:
-        """Feed records in order; each stream is batched separately, as its agent does."""
+        """Feed records in order, in batches of up to `batch_max_events` records (the data plane's
+        fetch limit) of one stream each."""
         batch = batch or self.settings.batch_max_events
         pending: dict[str, list] = {s: [] for s in STREAMS}
         last_tick = time.monotonic()
@@ -114,7 +115,8 @@ class InProcessPipeline(Pipeline):
             self.timed_tick()
 
     def process_batch(self, stream: str, items) -> None:
-        """One agent batch: split by partition, then the driver per partition."""
+        """One fetched batch: split by partition, then the driver per partition (the data plane
+        hands each partition's records to its task)."""
         now_ms = int(time.time() * 1000)
         by_partition: dict[int, list[RawRecord]] = defaultdict(list)
         for stream_name, partition, key, value in items:

@@ -17,8 +17,9 @@ import jsonschema
 import pytest
 import yaml
 
-from shoppulse.outputs import dashboards
-from shoppulse.outputs.alerts import alert_rules, recording_rules
+from shoppulse.deployfiles import boards, dashboards, panels
+from shoppulse.deployfiles.alerts import alert_rules, recording_rules
+from shoppulse.deployfiles.series import FRESHNESS
 from shoppulse.outputs.prometheus import Metrics
 from shoppulse.settings import Settings, window_label
 from shoppulse.streams.goals import goals
@@ -53,11 +54,11 @@ PANEL_IDS = [f"{name}:{p['id']}:{p['title']}" for name, p in ALL_PANELS]
 def test_checked_in_dashboards_match_the_generator():
     rendered = dashboards.render(Settings())
     assert set(BOARDS) == set(rendered) == set(UIDS), (
-        "regenerate: python -m shoppulse.outputs.dashboards grafana/dashboards"
+        "regenerate: python -m shoppulse.deployfiles.dashboards grafana/dashboards"
     )
     for name, text in rendered.items():
         assert (dq.DASHBOARDS / name).read_text() == text, (
-            f"grafana/dashboards/{name} is out of date: python -m shoppulse.outputs.dashboards grafana/dashboards"
+            f"grafana/dashboards/{name} is out of date: python -m shoppulse.deployfiles.dashboards grafana/dashboards"
         )
 
 
@@ -70,12 +71,13 @@ def test_every_catalogue_kpi_has_a_panel():
 
 def test_a_new_catalogue_kpi_gets_a_panel(monkeypatch):
     """The generator places KPIs it has no layout for in a "More" row, so none is left out."""
-    from shoppulse.streams import kpis
+    from shoppulse.streams.kpis import Kpi
+    from shoppulse.streams.kpis.compute import count
 
-    extra = kpis.Kpi("test_new_kpi", "support", "count", "a test KPI", "none", kpis.count("test_new_kpi", "x"))
-    monkeypatch.setattr(dashboards, "CATALOGUE", (*CATALOGUE, extra))
-    monkeypatch.setitem(dashboards.BY_KEY, "test_new_kpi", extra)
-    support = next(b for b in dashboards.boards() if b.uid == "shoppulse-support")
+    extra = Kpi("test_new_kpi", "support", "count", "a test KPI", "none", count("test_new_kpi", "x"))
+    monkeypatch.setattr(boards, "CATALOGUE", (*CATALOGUE, extra))
+    monkeypatch.setitem(boards.BY_KEY, "test_new_kpi", extra)
+    support = next(b for b in boards.boards() if b.uid == "shoppulse-support")
     assert any("test_new_kpi" in p.kpis for row in support.rows for p in row.panels)
 
 
@@ -197,7 +199,7 @@ def lint(panel: dict) -> list[str]:
     return problems
 
 
-WINDOWED = {k.metric for k in CATALOGUE if not k.insight} | {dashboards.FRESHNESS}
+WINDOWED = {k.metric for k in CATALOGUE if not k.insight} | {FRESHNESS}
 
 
 @pytest.mark.parametrize(("name", "panel"), ALL_PANELS, ids=PANEL_IDS)
@@ -243,7 +245,7 @@ def test_kpi_panels_have_their_goal_as_a_threshold_and_the_right_unit():
             assert (steps[1]["color"] == "green") == (goal.op == ">="), (name, panel["title"])
             assert defaults["custom"]["thresholdsStyle"]["mode"] == "line"
             seen_goal_lines.add(kpi.key)
-        if dashboards.may_be_nan(kpi):
+        if panels.may_be_nan(kpi):
             assert all(t["expr"].endswith(">= -Inf") for t in panel["targets"]), (name, panel["title"])
             assert defaults["noValue"] == "no data"
     assert seen_goal_lines == set(gs), set(gs) - seen_goal_lines

@@ -15,7 +15,7 @@ LAYERS = (
     ("shoppulse.errors", "shoppulse.settings", "shoppulse.topics"),
     ("shoppulse.streams",),
     ("shoppulse.config",),
-    ("shoppulse.kafka", "shoppulse.outputs"),
+    ("shoppulse.kafka", "shoppulse.outputs", "shoppulse.deployfiles"),
     ("shoppulse.agents", "shoppulse.tools"),
     ("shoppulse.cli",),
 )

@@ -32,8 +32,8 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from shoppulse.config import apply_overrides, env_overrides
+from shoppulse.deployfiles.alerts import AlertOptions, alert_rules, render_prometheus_config, render_rules
 from shoppulse.kafka.broker import free_port
-from shoppulse.outputs.alerts import AlertOptions, alert_rules, render_prometheus_config, render_rules
 from shoppulse.settings import Settings
 from shoppulse.tools.demo import THINK_TIME_S
 from shoppulse.tools.generate import GeneratorConfig, generate_events

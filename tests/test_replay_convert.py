@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from shoppulse.streams.events import Event, encode, parse, parse_ts
-from shoppulse.tools.replay import read_events, read_raw_jsonl, replay
+from shoppulse.tools.replay import read_events, replay
 from shoppulse.tools.sink import EventSink
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -212,7 +212,7 @@ def test_incident_ticket_lifecycles_are_ordered(incidents):
 # ------------------------------------------------------------------ jsonl and replay
 
 
-def test_jsonl_round_trip_and_invalid_lines(tmp_path, rees46):
+async def test_jsonl_round_trip_and_invalid_lines(tmp_path, rees46):
     path = tmp_path / "events.jsonl"
     stream, event = rees46[0]
     good = orjson.loads(encode(event)) | {"topic": stream}
@@ -229,13 +229,15 @@ def test_jsonl_round_trip_and_invalid_lines(tmp_path, rees46):
     )
     with pytest.raises(ValueError, match=r"events.jsonl:2: not a valid clickstream event"):
         list(read_events("jsonl", path, topic="clickstream"))
+    sink = MemorySink()
     with pytest.raises(ValueError, match=r"events.jsonl:2: no `topic` field"):
-        list(read_raw_jsonl(path))
-    raw = list(read_raw_jsonl(path, topic="clickstream"))
-    assert [s for s, _, _ in raw] == ["clickstream", "clickstream", "clickstream", "orders"]
-    assert raw[0] == ("clickstream", event.visitor_id.encode(), orjson.dumps(good))
-    assert raw[1] == ("clickstream", b"", b"{not json")
-    assert raw[3][1] == b""
+        await replay("jsonl", path, sink, show_progress=False)
+    assert sink.messages == [], "a file with a bad line sends nothing"
+    await replay("jsonl", path, sink, show_progress=False, topic="clickstream")
+    assert [s for s, _, _ in sink.messages] == ["clickstream", "clickstream", "clickstream", "orders"]
+    assert sink.messages[0] == ("clickstream", event.visitor_id.encode(), orjson.dumps(good))
+    assert sink.messages[1] == ("clickstream", b"", b"{not json")
+    assert sink.messages[3][1] == b""
 
 
 async def test_replay_jsonl_forwards_invalid_lines_unchanged(tmp_path, rees46):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from shoppulse.outputs.alerts import alert_rules
+from shoppulse.deployfiles.alerts import alert_rules
 from shoppulse.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,8 +24,8 @@ computes for each source stream:
 The worker's merge stage publishes the clocks every second and whenever they change
 (agents/clock.py); every worker reads them, and its idle engines adopt them (engines/base.py
 `tick`). The state (each partition's last reported watermark and idle flag) is rebuilt from
-the Progress messages, and kept in the merge stage's table so that a restart of the merging
-worker during an outage does not stop the clock.
+the Progress messages, and kept in the merge stage's state (changelogged by its checkpoints)
+so that a restart of the merging worker during an outage does not stop the clock.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ STREAM_OF_FAMILY: dict[str, Stream] = {family: stream for stream, cls in ENGINES
 # clock by the ingest delay, the grace and the idle timeout, minutes at most).
 LIVE_WITHIN_MS = 15 * 60_000
 CLOCK_KEY = b"clock"  # the key of every clock record (the topic is compacted)
-STATE_PREFIX = "c|"  # merge-table keys of the clock's state: "c|<stream>|<partition>"
+STATE_PREFIX = "c|"  # merge-state keys of the clock's state: "c|<stream>|<partition>"
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
 """Event contracts for the three source topics: the one source of truth for field names.
 
-`docs/events.md` describes the same records for producers; `tests/test_events_doc.py`
-checks that every field named here is documented there.
+`docs/events.md` describes the same records for producers; `tests/test_docs.py`
+(`test_event_fields_documented`) checks that every field named here is documented there.
 
 Timestamps arrive as RFC 3339 strings with a zone or as epoch milliseconds; `parse`
 normalises them to epoch milliseconds (`ts_ms`) so the rest of the pipeline never

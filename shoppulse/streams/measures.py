@@ -1,7 +1,7 @@
 """Mergeable accumulators: the pure state behind every KPI. No Faust, no I/O.
 
 A window's state is a `Measures` bag: named accumulators that each partition fills on
-its own and that merge exactly across partitions. KPIs (kpis.py) are computed from the
+its own and that merge exactly across partitions. KPIs (kpis/) are computed from the
 merged bag, so numerators and denominators are always summed before a ratio is taken.
 
 Accumulator kinds, chosen by the value stored under a name:

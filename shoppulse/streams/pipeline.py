@@ -7,8 +7,9 @@
 - `MergeDriver`: the merge stage. Feed it encoded partials; it returns window results.
 - `Pipeline`: both, connected by lists, for the in-process tests and the benchmark.
 
-The data plane's partition tasks (agents/source_task.py, agents/merge_task.py) drive the
-same two objects; only they know about topics, transactions and offsets. The clock is always passed in: nothing here reads it.
+The batch data plane's partition tasks (agents/source_task.py, agents/merge_task.py) drive the same
+two objects; only they know about topics, transactions and offsets. The clock is always
+passed in: nothing here reads it.
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ class FeedResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     first_response_seconds: list[tuple[float, str, str]] = field(default_factory=list)  # (s, channel, priority)
     resolution_seconds: list[float] = field(default_factory=list)
-    next_offset: int | None = None  # the offset after the batch's last record
     filter_false_positives: int = 0  # dedup Bloom filter answers of "maybe" for a new id (streams/cold.py)
 
 
@@ -132,8 +132,6 @@ class SourceDriver:
         result.first_response_seconds = batch.first_response_seconds
         result.resolution_seconds = batch.resolution_seconds
         result.filter_false_positives = engine.event_ids.take_false_positives()
-        if records:
-            result.next_offset = records[-1].offset + 1
         return result
 
     def _dead_letter(self, partition: int, record: RawRecord, reason: str, detail: str, now_ms: int) -> DeadLetter:
@@ -216,8 +214,9 @@ class MergeDriver:
 class Pipeline:
     """Every stream's `SourceDriver` and the `MergeDriver`, connected in memory.
 
-    With `durable`, each source partition's state is written to a dict as a worker writes its
-    table, so `restart()` can rebuild the engines from it, as after a crash.
+    With `durable`, each source partition's state changes are written to a dict as a worker's
+    checkpoints write them to the changelog, so `restart()` can rebuild the engines from it,
+    as after a crash.
     """
 
     def __init__(self, settings: Settings | None = None, *, durable: bool = False, cold: ColdStore | None = None):
@@ -279,7 +278,8 @@ class Pipeline:
         self.on_partials(source.take_partials(partition, open_at_ms=open_at_ms))
 
     def on_state(self, stream: Stream, partition: int, changes: dict[str, bytes | None]) -> None:
-        """Where a partition's state changes go: a worker writes them to its table."""
+        """Where a partition's state changes go: a worker writes them to the partition's changelog
+        in its next checkpoint."""
         if self.durable:
             store = self.stores.setdefault((stream, partition), {})
             for key, value in changes.items():

@@ -11,7 +11,6 @@ children get SIGTERM, then SIGKILL after a timeout; its temporary directory is r
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -24,6 +23,7 @@ import time
 import urllib.request
 import uuid
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -32,10 +32,10 @@ from rich.console import Console
 from rich.live import Live
 
 from ..config import load_settings
+from ..deployfiles.alerts import render_prometheus_config, render_rules
 from ..errors import ShoppulseError
 from ..kafka.admin import ensure_topics
 from ..kafka.broker import LocalKafka, free_ports, port_in_use
-from ..outputs.alerts import render_prometheus_config, render_rules
 from ..streams.goals import goals
 from .generate import SCENARIOS, GeneratorConfig
 from .generate import run as generate
@@ -57,56 +57,54 @@ class DemoError(ShoppulseError):
     """An expected failure of the demo (port taken, worker died); the message says what to do."""
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The `shoppulse demo` options; cli/demo.py wires them to `command`."""
-    p.add_argument("--broker", help="use this Kafka (HOST:PORT) instead of starting a local one")
-    p.add_argument("--config", metavar="FILE", help="settings file (TOML), e.g. for goals; see shoppulse.example.toml")
-    p.add_argument("--scenario", choices=SCENARIOS, default="normal", help="scenario to start with (key `s` switches)")
-    p.add_argument("--rate", type=float, default=40.0, help="generated events per second (default 40)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C or `q`)")
-    p.add_argument(
-        "--no-tty", action="store_true", help="print one line per closed 1 m window instead of the live view"
-    )
-    p.add_argument(
-        "--metrics-port", type=int, default=9464, help="the worker's /metrics port (default 9464; 0 = a free one)"
-    )
-    p.add_argument(
-        "--prometheus-port",
-        type=int,
-        default=9090,
-        help="Prometheus port, when it is on PATH (default 9090; 0 = a free one)",
-    )
-    p.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus even if it is on PATH")
+@dataclass(frozen=True)
+class DemoOptions:
+    """What `shoppulse demo` runs with; cli/demo.py makes it from the flags (and has their defaults)."""
+
+    broker: str | None  # this Kafka (HOST:PORT) instead of a local one
+    config_file: str | None  # settings file (TOML)
+    scenario: str  # the scenario to start with
+    rate: float  # generated events per second
+    seed: int
+    duration_s: float | None  # None: until Ctrl-C or `q`
+    live_view: bool  # False: one line per closed 1 m window (also when stdout is not a terminal)
+    metrics_port: int  # the worker's /metrics port; 0: a free one
+    prometheus_port: int  # 0: a free one
+    start_prometheus: bool  # when it is on PATH
 
 
-def command(args: argparse.Namespace) -> int:
-    """Run the demo until Ctrl-C, `q` or --duration; raises DemoError."""
+def run_demo(options: DemoOptions) -> None:
+    """Run the demo until Ctrl-C, `q` or `duration_s`; raises DemoError."""
     # aiokafka logs retried metadata races on freshly created topics as errors: noise here.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    asyncio.run(Demo(args, Console(stderr=True)).run())
-    return 0
+    asyncio.run(Demo(options, Console(stderr=True)).run())
 
 
 class Demo:
-    def __init__(self, args: argparse.Namespace, console: Console):
-        self.args = args
+    def __init__(self, options: DemoOptions, console: Console):
+        self.options = options
         self.console = console
-        self.tty = sys.stdout.isatty() and not args.no_tty
+        self.tty = sys.stdout.isatty() and options.live_view
         self.workdir = Path(tempfile.mkdtemp(prefix="shoppulse-demo-"))
         tag = uuid.uuid4().hex[:6]
         metrics_port, prometheus_port, self.kafka_port = free_ports(3)  # picked together: all distinct
-        flags = {**DEMO_SETTINGS, "app_id": f"shoppulse-demo-{tag}", "metrics_port": args.metrics_port or metrics_port}
-        if args.broker:
-            flags["broker"] = args.broker  # validated and normalised (kafka://, lists) like every setting
-        self.settings = load_settings(args.config, flags)
-        self.prometheus_port = args.prometheus_port or prometheus_port
-        if args.broker:
+        flags = {
+            **DEMO_SETTINGS,
+            "app_id": f"shoppulse-demo-{tag}",
+            "metrics_port": options.metrics_port or metrics_port,
+        }
+        if options.broker:
+            flags["broker"] = options.broker  # validated and normalised (kafka://, lists) like every setting
+        self.settings = load_settings(options.config_file, flags)
+        self.prometheus_port = options.prometheus_port or prometheus_port
+        if options.broker:
             # A shared broker may hold earlier demos' topics: use fresh ones.
             for name in ("clickstream", "orders", "tickets", "results", "dead_letters"):
                 setattr(self.settings.topics, name, f"{getattr(self.settings.topics, name)}-demo-{tag}")
-        self.config = GeneratorConfig(rate=args.rate, seed=args.seed, scenario=args.scenario, think_time_s=THINK_TIME_S)
-        self.scenarios: list[tuple[int, str]] = [(0, args.scenario)]  # (from epoch ms, scenario)
+        self.config = GeneratorConfig(
+            rate=options.rate, seed=options.seed, scenario=options.scenario, think_time_s=THINK_TIME_S
+        )
+        self.scenarios: list[tuple[int, str]] = [(0, options.scenario)]  # (from epoch ms, scenario)
         self.board = Board(goals(self.settings))
         self.stop = asyncio.Event()
         self.children: list[subprocess.Popen] = []
@@ -140,7 +138,7 @@ class Demo:
             raise DemoError(
                 f"Port {s.metrics_port} (the worker's /metrics) is taken; choose another with --metrics-port N."
             )
-        if not self.args.broker:
+        if not self.options.broker:
             await asyncio.to_thread(fetch_jars_with_progress, self.console)
             self.broker = LocalKafka(port=self.kafka_port, data_dir=self.workdir / "kafka")
             started = time.monotonic()
@@ -186,7 +184,7 @@ class Demo:
                     str(s.metrics_port),
                     "--metrics-host",
                     "127.0.0.1",
-                    *(["--config", self.args.config] if self.args.config else []),
+                    *(["--config", self.options.config_file] if self.options.config_file else []),
                 ],
                 env=self._worker_env(),
                 stdout=log,
@@ -198,7 +196,7 @@ class Demo:
 
     def _start_prometheus(self) -> None:
         binary = shutil.which("prometheus")
-        if self.args.no_prometheus or binary is None:
+        if not self.options.start_prometheus or binary is None:
             if binary is None:
                 self.console.print("Prometheus not on PATH: no alerts (apt-get install prometheus).", style="dim")
             return
@@ -306,7 +304,7 @@ class Demo:
                 live.start()
             try:
                 while not self.stop.is_set():
-                    if self.args.duration and time.monotonic() - started >= self.args.duration:
+                    if self.options.duration_s and time.monotonic() - started >= self.options.duration_s:
                         break
                     if self.worker.poll() is not None:
                         log = (self.workdir / "worker.log").read_text(errors="replace")[-3000:]

@@ -372,16 +372,6 @@ def _jsonl_lines(path: Path, topic: str | None) -> Iterator[_JsonlLine]:
                 yield _JsonlLine(number, stream, raw, None, str(exc))
 
 
-def read_raw_jsonl(path: str | Path, topic: str | None = None) -> Iterator[tuple[str, bytes, bytes]]:
-    """(stream, key, value) per line, the value being the line as-is, invalid lines included.
-
-    The key is the event's Kafka key when the line decodes, else empty.
-    """
-    for line in _jsonl_lines(Path(path), topic):
-        key = b"" if line.event is None else key_of(line.stream, line.event).encode()
-        yield line.stream, key, line.raw
-
-
 def _jsonl_events(path: Path, topic: str | None) -> Iterator[tuple[str, Event]]:
     for line in _jsonl_lines(path, topic):
         if line.event is None:

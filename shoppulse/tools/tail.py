@@ -6,7 +6,6 @@ contract in docs/kpis.md), for anything that wants to watch results live.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import difflib
 import signal
@@ -14,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
+from dataclasses import dataclass
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -75,22 +75,47 @@ async def follow_results(
         await consumer.stop()
 
 
-# ------------------------------------------------------------------ command line
+# ------------------------------------------------------------------ the command
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `shoppulse tail` options; cli/tail.py adds --broker and --config and calls `command`."""
-    parser.add_argument("--kpi", metavar="KEY", help="only this KPI (a key from docs/kpis.md, e.g. conversion_rate)")
-    parser.add_argument("--window", metavar="SIZE", help="only this window size, e.g. 1m, 5m, 1h")
-    parser.add_argument("--final-only", action="store_true", help="only the one final record of each window")
-    parser.add_argument("--json", action="store_true", help="print the records as JSON lines, as on the topic")
-    parser.add_argument("--from-beginning", action="store_true", help="start with the oldest record on the topic")
-    parser.add_argument("--max-records", type=int, metavar="N", help="exit after printing N records")
-    parser.add_argument("--idle-exit", type=float, metavar="S", help="exit when no record was printed for S seconds")
+@dataclass(frozen=True)
+class ResultFilter:
+    """Which records `tail` prints: one KPI, one window size, only finals (None, False: all)."""
+
+    kpi: str | None = None
+    window: str | None = None
+    final_only: bool = False
+
+    def check(self, settings: Settings) -> None:
+        """Raise TailError for a KPI or a window size that does not exist, naming the choices."""
+        if self.kpi is not None and self.kpi not in BY_KEY:
+            close = difflib.get_close_matches(self.kpi, list(BY_KEY), n=1)
+            hint = f" Did you mean `{close[0]}`?" if close else ""
+            raise TailError(f"--kpi: unknown KPI `{self.kpi}`.{hint} The KPIs: {', '.join(k.key for k in CATALOGUE)}")
+        labels = [window_label(s) for s in sorted(settings.windows_seconds)]
+        if self.window is not None and self.window not in labels:
+            raise TailError(f"--window: no `{self.window}` window; the configured windows are {', '.join(labels)}")
+
+    def wants(self, record: dict) -> bool:
+        return (
+            (not self.final_only or record.get("final") is True)
+            and (self.kpi is None or record.get("kpi") == self.kpi)
+            and (self.window is None or record.get("window") == self.window)
+        )
 
 
-def command(args: argparse.Namespace, settings: Settings) -> int:
-    _check_filters(args, settings)
+def tail(
+    settings: Settings,
+    wanted: ResultFilter,
+    *,
+    as_json: bool,
+    from_beginning: bool,
+    max_records: int | None,
+    idle_exit_s: float | None,
+) -> None:
+    """Print the `wanted` kpi-results records (pretty, or as JSON lines) until Ctrl-C, or until
+    `max_records` were printed or none was for `idle_exit_s` seconds. Raises TailError."""
+    wanted.check(settings)
     out = Console(soft_wrap=True, highlight=False)
 
     async def main() -> None:
@@ -99,27 +124,26 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)  # Ctrl-C: leave the loop, close the consumer, exit 0
         last_printed = time.monotonic()
-        watchdog = asyncio.create_task(_stop_when_idle(args.idle_exit, lambda: last_printed, stop))
+        watchdog = asyncio.create_task(_stop_when_idle(idle_exit_s, lambda: last_printed, stop))
         printed = 0
         try:
-            async with aclosing(follow_results(settings, from_beginning=args.from_beginning, stop=stop)) as records:
+            async with aclosing(follow_results(settings, from_beginning=from_beginning, stop=stop)) as records:
                 async for record in records:
-                    if not _wanted(record, args):
+                    if not wanted.wants(record):
                         continue
-                    if args.json:
+                    if as_json:
                         sys.stdout.buffer.write(orjson.dumps(record) + b"\n")
                         sys.stdout.flush()
                     else:
                         out.print(pretty(record))
                     printed += 1
                     last_printed = time.monotonic()
-                    if args.max_records is not None and printed >= args.max_records:
+                    if max_records is not None and printed >= max_records:
                         break
         finally:
             watchdog.cancel()
 
     asyncio.run(main())
-    return 0
 
 
 async def _stop_when_idle(idle_s: float | None, last_printed: Callable[[], float], stop: asyncio.Event) -> None:
@@ -131,24 +155,6 @@ async def _stop_when_idle(idle_s: float | None, last_printed: Callable[[], float
             stop.set()
         else:
             await asyncio.sleep(min(remaining, POLL_MS / 1000))
-
-
-def _check_filters(args: argparse.Namespace, settings: Settings) -> None:
-    if args.kpi is not None and args.kpi not in BY_KEY:
-        close = difflib.get_close_matches(args.kpi, list(BY_KEY), n=1)
-        hint = f" Did you mean `{close[0]}`?" if close else ""
-        raise TailError(f"--kpi: unknown KPI `{args.kpi}`.{hint} The KPIs: {', '.join(k.key for k in CATALOGUE)}")
-    labels = [window_label(s) for s in sorted(settings.windows_seconds)]
-    if args.window is not None and args.window not in labels:
-        raise TailError(f"--window: no `{args.window}` window; the configured windows are {', '.join(labels)}")
-
-
-def _wanted(record: dict, args: argparse.Namespace) -> bool:
-    return (
-        (not args.final_only or record.get("final") is True)
-        and (args.kpi is None or record.get("kpi") == args.kpi)
-        and (args.window is None or record.get("window") == args.window)
-    )
 
 
 def pretty(record: dict) -> Text:

@@ -13,9 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..streams.goals import Goal, format_value
-from ..streams.kpis import BY_KEY
+from ..streams.kpis import BY_KEY, FAMILIES
 
-FAMILIES = ("traffic", "sessions", "sales", "support")
 SPARK = "▁▂▃▄▅▆▇█"
 
 # (panel, label, kpi, dimensions) in display order; `None` dims = every value (per currency).

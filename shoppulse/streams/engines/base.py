@@ -13,8 +13,9 @@ It emits two kinds of messages for the merge stage (see merge.py):
   on this partition".
 
 State is kept as Python objects and written back in bulk: `take_changes()` returns the
-keys changed since the last call (state_keys.py), serialised with msgspec, for the agent to
-write to its changelogged table once per batch rather than once per event.
+keys changed since the last call (state_keys.py), serialised with msgspec, and the worker's
+source task (agents/) writes them to the partition's changelog in its next checkpoint's
+transaction: each changed key once per checkpoint, not once per event.
 
 A window's state is its base merged with its delta. The delta takes the events; it is folded
 into the base when the window's open snapshot goes out (`open_updates_per_window` times per
@@ -307,7 +308,8 @@ class PartitionEngine:
         raise KeyError(key)
 
     def restore(self, items: Iterable[tuple[str, bytes]]) -> None:
-        """Rebuild in-memory state from the changelogged table after a (re)start or rebalance."""
+        """Rebuild in-memory state from the partition's changelog rows (its last committed
+        checkpoint) after a (re)start or rebalance."""
         for text, value in items:
             key = decode_key(text)
             match key:

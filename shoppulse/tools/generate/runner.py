@@ -1,21 +1,19 @@
 """The runner: the simulator's events into a sink, on a real-time or a synthetic clock, with
-a progress bar; and the `shoppulse generate` options and command."""
+a progress bar; `generate_traffic` is what `shoppulse generate` runs."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import signal
 import time
 from collections import Counter
 
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ...settings import Settings
 from ..sink import EventSink, JsonlSink, KafkaSink
-from .model import SCENARIOS, GeneratorConfig
+from .model import GeneratorConfig
 from .simulator import TrafficGenerator
 
 TICK_MS = 100  # realtime emission granularity
@@ -88,51 +86,21 @@ async def _sleep_or_stop(seconds: float, stop: asyncio.Event | None) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-# ------------------------------------------------------------------ command line
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `shoppulse generate` options; cli/generate.py adds --config and calls `command`."""
-    parser.add_argument(
-        "--rate", type=float, default=50.0, metavar="EV_PER_S", help="target events per second, all topics"
-    )
-    parser.add_argument(
-        "--duration", type=float, metavar="S", help="seconds to run (default: until Ctrl-C; 600 with --out)"
-    )
-    parser.add_argument("--seed", type=int, default=1, metavar="N")
-    parser.add_argument("--scenario", choices=SCENARIOS, default="normal")
-    target = parser.add_mutually_exclusive_group()
-    target.add_argument(
-        "--broker", metavar="URL", help="Kafka bootstrap server (default from settings); events are sent in real time"
-    )
-    target.add_argument(
-        "--out", metavar="FILE.jsonl", help="write a synthetic timeline to a JSONL file, as fast as possible"
-    )
-
-
-def command(args: argparse.Namespace, settings: Settings) -> int:
-    """Generate into `settings.broker` in real time, or with --out into a file as fast as it goes."""
-    config = GeneratorConfig(rate=args.rate, seed=args.seed, scenario=args.scenario)
-    console = Console(stderr=True)
-    if args.out:
-        duration, realtime = (600.0 if args.duration is None else args.duration), False
-    else:
-        duration, realtime = args.duration, True
+def generate_traffic(
+    settings: Settings, config: GeneratorConfig, *, duration_s: float | None, out: str | None
+) -> Counter[tuple[str, str]]:
+    """Generate into `settings.broker` in real time, or into the JSONL file `out` as fast as it
+    goes, until `duration_s` passes (required with `out`) or SIGINT/SIGTERM; returns counts by
+    (stream, event_type)."""
 
     async def main() -> Counter[tuple[str, str]]:
         # Inside the loop: aiokafka's producer must be created within a running event loop.
-        sink: EventSink = JsonlSink(args.out) if args.out else KafkaSink(settings)
+        sink: EventSink = JsonlSink(out) if out else KafkaSink(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with sink:
-            return await run(config, sink, duration_s=duration, realtime=realtime, stop=stop)
+            return await run(config, sink, duration_s=duration_s, realtime=not out, stop=stop)
 
-    counts = asyncio.run(main())
-    by_stream: Counter[str] = Counter()
-    for (stream, _), n in counts.items():
-        by_stream[stream] += n
-    summary = ", ".join(f"{stream} {n:,}" for stream, n in sorted(by_stream.items()))
-    console.print(f"sent {sum(counts.values()):,} events ({summary})" + (f" to {args.out}" if args.out else ""))
-    return 0
+    return asyncio.run(main())
