@@ -46,11 +46,15 @@ from ..errors import UserError
 from ..streams.events import (
     RECORD_TYPES,
     ClickEvent,
+    ClickEventType,
     Event,
     InvalidEvent,
     OrderEvent,
     OrderItem,
+    Priority,
+    TicketChannel,
     TicketEvent,
+    TicketEventType,
     key_of,
     parse_ts,
 )
@@ -99,7 +103,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 
 # ------------------------------------------------------------------ rees46
 
-REES46_EVENT_TYPES = {
+REES46_EVENT_TYPES: dict[str, ClickEventType] = {
     "view": "product_view",
     "cart": "add_to_cart",
     "remove_from_cart": "remove_from_cart",
@@ -186,6 +190,7 @@ def _online_retail_events(path: Path) -> Iterator[Converted]:
     - Empty CustomerID: a guest order (`customer_id` null).
     """
     invoices: dict[str, OrderEvent] = {}  # in order of first appearance
+    earliest: dict[str, int] = {}  # invoice -> the time of its earliest line
     for _, row in _csv_rows(path):
         number = row["InvoiceNo"]
         cancelled = number.startswith("C")
@@ -203,21 +208,27 @@ def _online_retail_events(path: Path) -> Iterator[Converted]:
                 channel="online",
                 items=[],
             )
-        order.ts = min(order.ts, ts)
+        order.ts = earliest[number] = min(earliest.get(number, ts), ts)
         if quantity < 0 and not cancelled:
             continue
         item = OrderItem(product_id=row["StockCode"], quantity=abs(quantity), unit_price=float(row["UnitPrice"]))
         order.items.append(item)
-    for order in invoices.values():
+    for number, order in invoices.items():
         if order.items:
-            yield order.ts, "orders", order
+            yield earliest[number], "orders", order
 
 
 # ------------------------------------------------------------------ incident log
 
-PRIORITIES = {"1 - Critical": "urgent", "2 - High": "high", "3 - Moderate": "normal", "4 - Low": "low"}
-PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
-CONTACT_CHANNELS = {"Phone": "phone", "Email": "email", "Self service": "web"}  # anything else: web
+PRIORITIES: dict[str, Priority] = {
+    "1 - Critical": "urgent",
+    "2 - High": "high",
+    "3 - Moderate": "normal",
+    "4 - Low": "low",
+}
+PRIORITY_RANK: dict[Priority, int] = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+# contact_type -> channel; anything else: web
+CONTACT_CHANNELS: dict[str, TicketChannel] = {"Phone": "phone", "Email": "email", "Self service": "web"}
 SOLVED_STATES = {"Resolved", "Closed"}
 AWAITING_USER = "Awaiting User Info"
 
@@ -225,11 +236,11 @@ AWAITING_USER = "Awaiting User Info"
 @dataclass(slots=True)
 class _Incident:
     state: str
-    priority: str | None
+    priority: Priority | None
     last_ts: int  # event times of one ticket never go backwards
 
 
-def _transition_event(old: str, new: str) -> tuple[str, bool | None] | None:
+def _transition_event(old: str, new: str) -> tuple[TicketEventType, bool | None] | None:
     """(event_type, public) for an incident_state change, or None when it is not a ticket event."""
     if new in SOLVED_STATES:
         return None if old in SOLVED_STATES else ("ticket_solved", None)
@@ -304,7 +315,7 @@ def _incident_events(path: Path) -> Iterator[Converted]:
 
 
 def _ticket_event(
-    row: dict[str, str], event_id: str, event_type: str, ts: int, public: bool | None = None
+    row: dict[str, str], event_id: str, event_type: TicketEventType, ts: int, public: bool | None = None
 ) -> Converted:
     return (
         ts,
@@ -384,6 +395,13 @@ def _jsonl_events(path: Path, topic: str | None) -> Iterator[tuple[str, Event]]:
 _CONVERTERS = {"rees46": _rees46_events, "online-retail": _online_retail_events, "incident-log": _incident_events}
 
 
+def _converted(fmt: str, path: Path) -> list[Converted]:
+    """A CSV format's events, sorted by ts (stable)."""
+    if fmt not in _CONVERTERS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    return sorted(_CONVERTERS[fmt](path), key=itemgetter(0))
+
+
 def read_events(fmt: str, path: str | Path, topic: str | None = None) -> Iterator[tuple[str, Event]]:
     """(stream, event) for every event in the file.
 
@@ -394,10 +412,7 @@ def read_events(fmt: str, path: str | Path, topic: str | None = None) -> Iterato
     path = Path(path)
     if fmt == "jsonl":
         return _jsonl_events(path, topic)
-    if fmt not in _CONVERTERS:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    converted = sorted(_CONVERTERS[fmt](path), key=itemgetter(0))
-    return ((stream, event) for _, stream, event in converted)
+    return ((stream, event) for _, stream, event in _converted(fmt, path))
 
 
 # ------------------------------------------------------------------ replaying
@@ -418,7 +433,7 @@ class _Outgoing:
 
 def _outgoing(fmt: str, path: Path, topic: str | None) -> list[_Outgoing]:
     if fmt != "jsonl":
-        return [_Outgoing(stream, event, event.ts) for stream, event in read_events(fmt, path)]
+        return [_Outgoing(stream, event, ts) for ts, stream, event in _converted(fmt, path)]
     result = []
     for line in _jsonl_lines(path, topic):
         if line.event is None:
@@ -498,10 +513,12 @@ async def replay(
                 delay = (out.ts_ms - first_ts) / 1000 / speed - (time.monotonic() - started)
                 if delay > 0:
                     await asyncio.sleep(delay)
-            if out.raw is None:
-                await sink.send(out.stream, out.event)
-            else:
+            if out.raw is not None:
                 await sink.write(out.stream, out.key, out.raw)
+            elif out.event is not None:
+                await sink.send(out.stream, out.event)
+            else:  # _outgoing gives every invalid line its raw bytes, and _rebase keeps them
+                raise AssertionError(f"{out.stream} line with neither an event nor its raw bytes")
             counts[(out.stream, out.label)] += 1
             progress.advance(task)
     return counts
