@@ -39,10 +39,10 @@ DAY_MS = 24 * HOUR_MS
 START_HOUR_UTC = 14  # where the daily curve crosses its mean rate, rising
 
 
-def generate(n: int, *, rate: float, seed: int, partitions: int = 4):
+def generate(n: int, *, rate: float, seed: int, partitions: int = 4, **config):
     """The first `n` events of a seeded timeline of `rate` events/s that starts at 14:00 UTC on
-    a past day: the same events, shifted by whole days, in every run. Returns (records, events,
-    start_ms)."""
+    a past day: the same events, shifted by whole days, in every run (`config`: more
+    `GeneratorConfig` fields). Returns (records, events, start_ms)."""
     duration_s = n / rate * 2.5 + 60  # the daily curve and the sessions ramping up: the first minutes are slower
     # Start at the same hour of day (at least an hour ago) in every run: the generator's daily
     # curve follows the hour of day, so a start anchored to the wall clock's hour gave a
@@ -50,7 +50,7 @@ def generate(n: int, *, rate: float, seed: int, partitions: int = 4):
     start_ms = int(time.time() * 1000) - int(duration_s * 1000) - HOUR_MS
     start_ms -= (start_ms - START_HOUR_UTC * HOUR_MS) % DAY_MS
     records, events = [], []
-    for stream, event in generate_events(GeneratorConfig(rate=rate, seed=seed), start_ms, duration_s):
+    for stream, event in generate_events(GeneratorConfig(rate=rate, seed=seed, **config), start_ms, duration_s):
         key = key_of(stream, event).encode()
         records.append((stream, partition_for(key, partitions), key, encode(event)))
         events.append((stream, event))

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from aiokafka import TopicPartition
 
-from shoppulse.agents.task import IllegalTransition, PartitionTask, TaskState
+from shoppulse.agents.task import IllegalTransition, PartitionTask, TaskContext, TaskState
+from shoppulse.outputs.base import Sensor
 from shoppulse.settings import Settings
 
 
@@ -18,7 +19,7 @@ class CountingTask(PartitionTask[int]):
 
 
 def task(**settings) -> CountingTask:
-    t = CountingTask(TopicPartition("orders", 0), Settings(**settings), "group")
+    t = CountingTask(TopicPartition("orders", 0), TaskContext(Settings(**settings), "group", Sensor()))
     t.last_checkpoint = 100.0
     return t
 

@@ -39,10 +39,11 @@ from ..streams.events import STREAMS
 from ..topics import partials_topic
 from .clock import ClockReader
 from .coldstore import RocksStore
+from .localstate import LocalChangelogs
 from .merge_task import MergeTask
 from .restore import open_tasks
 from .source_task import SourceTask, StagedSource
-from .task import PartitionTask, TaskState
+from .task import PartitionTask, TaskContext, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,9 @@ class BatchDataPlane(Service):
         self.group_id = settings.app_id
         # The dedup ids and the visitors and customers seen, on disk (agents/coldstore.py).
         self.cold = RocksStore(Path(settings.data_dir) / "cold-state")
+        # The committed changelog rows of the partitions held, so an open reads only the tail.
+        self.local = LocalChangelogs(Path(settings.data_dir) / "local-state")
+        self.context = TaskContext(settings, self.group_id, sensor, self.local)
         self.sources = {settings.topics.source(s): StagedSource(s, settings, self.cold) for s in STREAMS}
         self.partials_topic = partials_topic(settings)
         self.tasks: dict[TopicPartition, PartitionTask] = {}  # every assigned partition's, in any state
@@ -142,6 +146,7 @@ class BatchDataPlane(Service):
             if client is not None:
                 await client.stop()
         self.cold.close()
+        self.local.close()
 
     # ------------------------------------------------------------ the loop
 
@@ -287,12 +292,14 @@ class BatchDataPlane(Service):
         tasks = [t for t in self.tasks.values() if t.state in (TaskState.CREATED, TaskState.SUSPENDED)]
         await asyncio.gather(*(t.stop_producer() for t in tasks), return_exceptions=True)
         try:
-            await open_tasks(tasks, self.reader, self.consumer)
+            restored = await open_tasks(tasks, self.reader, self.consumer, self.local)
         except Exception as exc:
             log.warning("opening %s failed (%r); retrying", sorted(str(t.tp) for t in tasks), exc)
             self._suspend([t for t in tasks if t.state in (TaskState.RESTORING, TaskState.RUNNING)])
             await asyncio.sleep(RETRY_SECONDS)
             return
+        for r in restored:
+            self.sensor.on_restored(r.full, r.records)
         assigned = self.consumer.assignment()
         self.consumer.resume(*(t.tp for t in tasks if t.tp in assigned))
         if any(isinstance(t, MergeTask) for t in tasks):
@@ -318,10 +325,9 @@ class BatchDataPlane(Service):
                 if tp in self.tasks:
                     continue
                 if tp.topic == self.partials_topic:
-                    new.append(MergeTask(tp, self.settings, self.group_id, self.sensor))
+                    new.append(MergeTask(tp, self.context))
                 else:
-                    source = self.sources[tp.topic]
-                    new.append(SourceTask(tp, self.settings, self.group_id, source, self.sensor))
+                    new.append(SourceTask(tp, self.context, self.sources[tp.topic]))
             for task in new:
                 self.tasks[task.tp] = task
             if new:

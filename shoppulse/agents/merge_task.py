@@ -6,37 +6,35 @@ checkpoint that holds their kpi-results records has committed."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from aiokafka import ConsumerRecord, TopicPartition
 
 from ..outputs import kpi_results
-from ..outputs.base import Sensor
-from ..settings import Settings
 from ..streams.clock import CLOCK_KEY, encode_clocks
 from ..streams.events import Stream
 from ..streams.merge import WindowResult
 from ..streams.pipeline import MergeDriver
 from ..topics import MERGE_TABLE, changelog_topic, clock_topic
-from .task import PartitionTask
+from .task import PartitionTask, TaskContext
 
 
 class MergeTask(PartitionTask[list[WindowResult]]):
     name = "merge"
     slice_size = 10  # one partial can finalise many windows (a year of backfill, every KPI)
 
-    def __init__(self, tp: TopicPartition, settings: Settings, group_id: str, sensor: Sensor):
-        super().__init__(tp, settings, group_id)
-        self.changelog = TopicPartition(changelog_topic(settings, MERGE_TABLE), 0)
-        self.sensor = sensor
-        self.driver = MergeDriver(settings)
+    def __init__(self, tp: TopicPartition, context: TaskContext):
+        super().__init__(tp, context)
+        self.changelog = TopicPartition(changelog_topic(self.settings, MERGE_TABLE), 0)
+        self.driver = MergeDriver(self.settings)
         self.sent_clocks: dict[Stream, int] | None = None
 
     def new_tally(self) -> list[WindowResult]:
         return []
 
-    def restore(self, rows: dict[bytes, bytes], committed: int | None) -> None:
+    def restore(self, rows: Iterable[tuple[bytes, bytes]], committed: int | None) -> None:
         super().restore(rows, committed)
-        self.driver = MergeDriver(self.settings, restore=[(k.decode(), v) for k, v in rows.items()])
+        self.driver = MergeDriver(self.settings, restore=((k.decode(), v) for k, v in rows))
         self.sent_clocks = None
 
     def feed(self, records: list[ConsumerRecord], now_ms: int) -> None:

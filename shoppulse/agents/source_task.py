@@ -8,14 +8,14 @@ from collections.abc import Iterable
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from ..outputs.base import Sensor, SourceTally
+from ..outputs.base import SourceTally
 from ..settings import Settings
 from ..streams.cold import ColdStore
 from ..streams.events import Stream
 from ..streams.pipeline import RawRecord, SourceDriver
 from ..streams.state_keys import split_table_key, table_key
 from ..topics import changelog_topic, partials_topic, state_table
-from .task import Output, PartitionTask
+from .task import Output, PartitionTask, TaskContext
 
 
 class StagedSource:
@@ -25,7 +25,7 @@ class StagedSource:
     def __init__(self, stream: Stream, settings: Settings, cold: ColdStore):
         self.stream = stream
         self.topic = settings.topics.source(stream)
-        self.staged: dict[int, list[tuple[str, bytes]]] = {}
+        self.staged: dict[int, Iterable[tuple[str, bytes]]] = {}
         self.driver = SourceDriver(stream, settings, self.topic, restore=self._rows, cold=cold)
 
     def _rows(self, partition: int) -> Iterable[tuple[str, bytes]]:
@@ -33,14 +33,13 @@ class StagedSource:
 
 
 class SourceTask(PartitionTask[SourceTally]):
-    def __init__(self, tp: TopicPartition, settings: Settings, group_id: str, source: StagedSource, sensor: Sensor):
-        super().__init__(tp, settings, group_id)
+    def __init__(self, tp: TopicPartition, context: TaskContext, source: StagedSource):
+        super().__init__(tp, context)
         self.name = source.stream
         self.source = source
         self.driver = source.driver
-        self.sensor = sensor
-        self.changelog = TopicPartition(changelog_topic(settings, state_table(source.stream)), tp.partition)
-        self.partials = partials_topic(settings)
+        self.changelog = TopicPartition(changelog_topic(self.settings, state_table(source.stream)), tp.partition)
+        self.partials = partials_topic(self.settings)
 
     def new_tally(self) -> SourceTally:
         return SourceTally()
@@ -48,11 +47,11 @@ class SourceTask(PartitionTask[SourceTally]):
     def state_key(self, key: str) -> bytes:
         return table_key(self.tp.partition, key)
 
-    def restore(self, rows: dict[bytes, bytes], committed: int | None) -> None:
+    def restore(self, rows: Iterable[tuple[bytes, bytes]], committed: int | None) -> None:
         super().restore(rows, committed)
         partition = self.tp.partition
-        split = ((split_table_key(raw), value) for raw, value in rows.items())
-        self.source.staged[partition] = [(key, value) for (owner, key), value in split if owner == partition]
+        split = ((split_table_key(raw), value) for raw, value in rows)
+        self.source.staged[partition] = ((key, value) for (owner, key), value in split if owner == partition)
         self.driver.forget([partition])
         self.driver.engine(partition)  # restored from the staged rows
 

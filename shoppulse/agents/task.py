@@ -18,6 +18,10 @@ The producer's `transactional_id` is fixed per input partition, so a new owner's
 the old one (its next send or commit raises `ProducerFenced`) and aborts the transaction it left
 open. Opening a task (agents/restore.py) starts that producer first, then restores the state,
 then reads the committed offset: all three describe the same last committed checkpoint.
+
+Once a checkpoint has committed, its state changes also go to the worker's local copy of the
+changelog (agents/localstate.py), in one atomic batch with the changelog offset after them, so
+that the next open reads only the changelog's tail.
 """
 
 from __future__ import annotations
@@ -25,14 +29,17 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from ..kafka.options import bootstrap_servers, client_options, compression
+from ..outputs.base import Sensor
 from ..settings import Settings
 from ..topics import clock_topic, partials_topic
+from .localstate import LocalChangelogs
 
 # A transaction left open by a worker that died is aborted when the partition's next owner
 # starts its producer; this only bounds how long readers wait if no owner ever comes.
@@ -69,6 +76,16 @@ class IllegalTransition(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class TaskContext:
+    """What the tasks of one worker share."""
+
+    settings: Settings
+    group_id: str  # the consumer group the input offsets are committed to
+    sensor: Sensor  # told what each committed checkpoint held
+    local: LocalChangelogs | None = None  # the local copy of the changelogs (None: none kept)
+
+
 def transactional_id(settings: Settings, name: str, partition: int) -> str:
     """One id per input partition (`<app_id>-<stream>-<partition>`, `<app_id>-merge-0`)."""
     return f"{settings.app_id}-{name}-{partition}"
@@ -101,10 +118,12 @@ class PartitionTask(Generic[Tally]):
     changelog: TopicPartition
     slice_size = 2000  # records fed at once, between two yields to the event loop
 
-    def __init__(self, tp: TopicPartition, settings: Settings, group_id: str):
+    def __init__(self, tp: TopicPartition, context: TaskContext):
         self.tp = tp
-        self.settings = settings
-        self.group_id = group_id
+        self.settings = settings = context.settings
+        self.group_id = context.group_id
+        self.sensor = context.sensor
+        self.local = context.local  # the local copy of the changelog, written after each commit
         self.state = TaskState.CREATED
         self.producer: AIOKafkaProducer | None = None
         self.position = 0  # offset after the last record fed: the next checkpoint's input offset
@@ -148,7 +167,7 @@ class PartitionTask(Generic[Tally]):
         )
         await self.producer.start()
 
-    def restore(self, rows: dict[bytes, bytes], committed: int | None) -> None:
+    def restore(self, rows: Iterable[tuple[bytes, bytes]], committed: int | None) -> None:
         """Rebuild the state from the changelog rows; resume after the committed offset."""
         assert self.state is TaskState.RESTORING, self.state
         self.position = self.committed = committed or 0
@@ -275,7 +294,8 @@ class PartitionTask(Generic[Tally]):
         producer = self.producer
         assert producer is not None, "the task is not open"
         await producer.begin_transaction()
-        await self._send_changes(producer, checkpoint.changes)
+        rows = [(self.state_key(key), value) for key, value in checkpoint.changes.items()]
+        last_batch = await self._send_changes(producer, rows)
         for sent, (topic, record_key, record_value) in enumerate(checkpoint.outputs, 1):
             partition = 0 if topic in self.single_partition_topics else None
             await producer.send(topic, record_value, key=record_key, partition=partition)
@@ -285,23 +305,33 @@ class PartitionTask(Generic[Tally]):
             await producer.send_offsets_to_transaction({self.tp: checkpoint.position}, self.group_id)
         await producer.commit_transaction()
         self.committed = checkpoint.position
+        if self.local is not None and last_batch is not None:
+            batch, size = last_batch
+            offset = (await batch).offset + size  # after this checkpoint's last changelog row
+            self.local.write(self.changelog, rows, offset, int(time.time() * 1000))
         self.on_committed(checkpoint.tally)
 
-    async def _send_changes(self, producer: AIOKafkaProducer, changes: dict[str, bytes | None]) -> None:
-        """The state changes to the changelog partition, in batches built here: one producer
+    async def _send_changes(
+        self, producer: AIOKafkaProducer, rows: list[tuple[bytes, bytes | None]]
+    ) -> tuple[asyncio.Future, int] | None:
+        """The changelog rows to the changelog partition, in batches built here: one producer
         `send` per record costs a future, a partitioner call and an accumulator lookup each,
-        the largest share of the checkpoint (docs/performance.md)."""
+        the largest share of the checkpoint (docs/performance.md). Returns the last batch's
+        future (its base offset) and size; None when there are no rows."""
+        if not rows:
+            return None
         topic, partition = self.changelog.topic, self.changelog.partition
         batch = producer.create_batch()
-        for key, value in changes.items():
-            record_key = self.state_key(key)
+        size = 0
+        for record_key, value in rows:
             if batch.append(key=record_key, value=value, timestamp=None) is None:  # full
                 await producer.send_batch(batch, topic, partition=partition)
                 await asyncio.sleep(0)  # heartbeats
                 batch = producer.create_batch()
                 batch.append(key=record_key, value=value, timestamp=None)  # a first record always fits
-        if changes:
-            await producer.send_batch(batch, topic, partition=partition)
+                size = 0
+            size += 1
+        return await producer.send_batch(batch, topic, partition=partition), size
 
     def state_key(self, key: str) -> bytes:
         """The changelog key of a state key."""

@@ -98,6 +98,13 @@ def topic_specs(settings: Settings) -> dict[str, int]:
     return specs
 
 
+# How long compaction keeps tombstones (Kafka's default, set explicitly): a worker's local copy
+# of a changelog younger than this is brought up to date from the changelog's tail
+# (agents/localstate.py).
+TOMBSTONE_RETENTION_MS = 86_400_000
+COMPACTED = {"cleanup.policy": "compact", "delete.retention.ms": str(TOMBSTONE_RETENTION_MS)}
+
+
 def _compacted(settings: Settings, topic: str) -> bool:
     """Topics where only the latest value per key matters: the changelogs and the clock topic."""
     return topic.endswith("-changelog") or topic == clock_topic(settings)
@@ -125,7 +132,7 @@ async def ensure_topics(settings: Settings, timeout: float = 20.0) -> None:
                 name,
                 count,
                 settings.replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if _compacted(settings, name) else {},
+                topic_configs=COMPACTED if _compacted(settings, name) else {},
             )
             for name, count in specs.items()
             if name not in existing

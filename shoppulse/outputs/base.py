@@ -50,3 +50,7 @@ class Sensor:
 
     def on_lag(self, topic: str, watermark_lag_seconds: float | None, consumer_lag: int) -> None:
         """Once a second: how far a source topic's partitions here are behind."""
+
+    def on_restored(self, full: bool, records: int) -> None:
+        """A changelog partition was brought up to date for a task: `full`, from its start; else
+        from the local copy's offset. `records`: changelog records read."""

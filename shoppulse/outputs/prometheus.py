@@ -36,6 +36,7 @@ from .base import Sensor, SourceTally
 
 disable_created_metrics()  # `_created` series double the scrape size and no dashboard uses them
 
+RESTORE_KINDS = ("tail", "full")
 DURATION_BUCKETS = (60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 86400, 2 * 86400, 7 * 86400)
 
 
@@ -127,6 +128,18 @@ class Metrics:
         self.resolution = Histogram(
             "shoppulse_resolution_duration_seconds", "Ticket created to solved", buckets=DURATION_BUCKETS, registry=r
         )
+        self.restores = Counter(
+            "shoppulse_restores",
+            "Changelog partitions restored for a task, by kind: tail (a trusted local copy and the changelog's tail) or full",
+            ["kind"],
+            registry=r,
+        )
+        self.restored_records = Counter(
+            "shoppulse_restored_changelog_records",
+            "Changelog records read by restores, by kind (tail or full)",
+            ["kind"],
+            registry=r,
+        )
         self.window_end = Gauge(
             "shoppulse_last_closed_window_end_timestamp_seconds",
             "End of the most recent closed window (data freshness)",
@@ -165,6 +178,9 @@ class Metrics:
             self.latency.labels(topic)
         for reason in REASONS:
             self.dead_letters.labels(reason)
+        for kind in RESTORE_KINDS:
+            self.restores.labels(kind)
+            self.restored_records.labels(kind)
         for channel in (*get_args(TicketChannel), NO_CHANNEL):
             for priority in get_args(Priority):
                 self.first_response.labels(channel, priority)
@@ -208,6 +224,11 @@ class PrometheusExporter(Sensor):
         if watermark_lag_seconds is not None:
             self.metrics.watermark_lag.labels(topic).set(watermark_lag_seconds)
         self.metrics.consumer_lag.labels(topic).set(consumer_lag)
+
+    def on_restored(self, full: bool, records: int) -> None:
+        kind = "full" if full else "tail"
+        self.metrics.restores.labels(kind).inc()
+        self.metrics.restored_records.labels(kind).inc(records)
 
     def on_results_committed(self, results: list[WindowResult]) -> None:
         m = self.metrics
