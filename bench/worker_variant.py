@@ -18,6 +18,9 @@ here, in the benchmark's process, so the project's code is unchanged. Variants:
 - `memory-cold`: the cold state (dedup ids, visitors and customers seen) in Python dicts
   (`streams/cold.py` `MemoryStore`) instead of the worker's RocksDB store, to measure what the
   store saves in memory and costs in time.
+- `no-local-copy`: checkpoints do not write their changelog rows to the local copy
+  (`agents/localstate.py`), so every open restores in full, the behaviour before it: to
+  measure what that write costs.
 
 Until the Faust plane was retired (its source and merge agents, `data_plane = "faust"`), `stock`
 was that plane and the batch plane's variants were named `batch-plane`, `batch-plane-uncompressed`
@@ -72,12 +75,22 @@ def memory_cold() -> None:
     dataplane.RocksStore = ClosableMemoryStore  # type: ignore[misc,assignment]
 
 
+def no_local_copy() -> None:
+    from shoppulse.agents import dataplane, task
+
+    def context_without_copy(settings, group_id, sensor, local=None) -> task.TaskContext:
+        return task.TaskContext(settings, group_id, sensor, None)  # restores still fill the copy
+
+    dataplane.TaskContext = context_without_copy  # type: ignore[misc,assignment]
+
+
 VARIANTS = {
     "stock": lambda: None,
     "faust-spinner": faust_spinner,
     "uncompressed": uncompressed,
     "1s-checkpoints": one_second_checkpoints,
     "memory-cold": memory_cold,
+    "no-local-copy": no_local_copy,
 }
 
 

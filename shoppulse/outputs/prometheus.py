@@ -128,17 +128,10 @@ class Metrics:
         self.resolution = Histogram(
             "shoppulse_resolution_duration_seconds", "Ticket created to solved", buckets=DURATION_BUCKETS, registry=r
         )
-        self.restores = Counter(
-            "shoppulse_restores",
-            "Changelog partitions restored for a task, by kind: tail (a trusted local copy and the changelog's tail) or full",
-            ["kind"],
-            registry=r,
-        )
+        # Restores of a task's changelog partition: `tail` (a local copy and the changelog's tail) or `full`.
+        self.restores = Counter("shoppulse_restores", "Task restores, by kind (tail or full)", ["kind"], registry=r)
         self.restored_records = Counter(
-            "shoppulse_restored_changelog_records",
-            "Changelog records read by restores, by kind (tail or full)",
-            ["kind"],
-            registry=r,
+            "shoppulse_restored_changelog_records", "Changelog records read by restores, by kind", ["kind"], registry=r
         )
         self.window_end = Gauge(
             "shoppulse_last_closed_window_end_timestamp_seconds",
