@@ -36,7 +36,9 @@ Method:
    clocks read; then the checkpoint's `take_changes()` (it serialises every merge-state key the
    second changed: each partition's snapshot is written again) and the tick's `open_updates()`
    (each changed open window merged over all P partitions, its KPIs computed) with its records.
-   Not timed: the transport (fetch, produce, transaction), the Prometheus exporter.
+   Not timed: the transport (fetch, produce, transaction), the Prometheus exporter. Times are
+   the process's CPU time (`time.process_time`), not the wall clock: on this shared machine the
+   wall clock also counts the time other processes hold the core.
 5. **Baseline in the same run:** `decode_partial` alone over the same partials. The machine is
    shared and noisy, so the merge time is also given as a ratio to it.
 6. Each (catalogue, P) and its baseline run `--repeat` times, interleaved; medians (min–max).
@@ -137,6 +139,12 @@ EXTRA: dict[str, list[tuple[str, str, int]]] = {
 }
 
 PARTITION = re.compile(rb'"partition":(\d+),')
+FAMILY = re.compile(rb'"family":"(\w+)"')
+
+
+def family_of(value: bytes) -> str:
+    match = FAMILY.search(value)
+    return match.group(1).decode() if match else ""
 
 
 def main() -> None:
@@ -167,6 +175,12 @@ def main() -> None:
         help="of today, after, busy (after, with every distinct count at its sketch's cap: a partition "
         "of tens of thousands of events/s), busy-today (today, with those distinct counts); "
         "default today,after,busy",
+    )
+    parser.add_argument(
+        "--shards",
+        default="",
+        help="also run each of these families alone (comma-separated, e.g. traffic,sessions,sales,support): "
+        "what one merger of a merge stage sharded by family would do",
     )
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -221,9 +235,15 @@ def main() -> None:
                 run["decode"] = decode_run(feed, timed)
                 runs[(catalogue, count)].append(run)
                 print(
-                    f"  repeat {repeat + 1} {catalogue:5} P={count:3}: merge task {run['total']:.2f} s, "
+                    f"  repeat {repeat + 1} {catalogue:5} P={count:3}: merge task {run['total']:.2f} CPU s, "
                     f"decode {run['decode']:.2f} s for {args.seconds} s of traffic ({h.load_average()})"
                 )
+                for family in filter(None, args.shards.split(",")):
+                    shard = {s: [v for v in values if family_of(v) == family] for s, values in feed.items()}
+                    run = merge_run(shard, warm, timed, count)
+                    run["decode"] = decode_run(shard, timed)
+                    run["shard of"] = catalogue
+                    runs[(f"{catalogue}/{family}", count)].append(run)
     report(runs, args.seconds, per_partition)
 
 
@@ -302,17 +322,17 @@ def merge_run(feed: dict[int, list[bytes]], warm: list[int], timed: list[int], c
     for second in warm + timed:
         now_ms = second * 1000
         partials = feed[second]
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for i in range(0, len(partials), size):
             results = driver.apply(partials[i : i + size])
             out["records"] += len(kpi_results.records(topic, results, now_ms))
             driver.stream_clocks(now_ms)
-        t1 = time.perf_counter()
+        t1 = time.process_time()
         changes = driver.take_changes()
-        t2 = time.perf_counter()
+        t2 = time.process_time()
         updates = driver.open_updates()
         out["records"] += len(kpi_results.records(topic, updates, now_ms))
-        t3 = time.perf_counter()
+        t3 = time.process_time()
         if second in warm:
             out.clear()
             continue
@@ -326,11 +346,11 @@ def merge_run(feed: dict[int, list[bytes]], warm: list[int], timed: list[int], c
 
 
 def decode_run(feed: dict[int, list[bytes]], timed: list[int]) -> float:
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for second in timed:
         for value in feed[second]:
             decode_partial(value)
-    return time.perf_counter() - t0
+    return time.process_time() - t0
 
 
 def entries(measures: Measures) -> tuple[int, int]:
@@ -401,23 +421,25 @@ def print_extras() -> None:
 def report(runs: dict[tuple[str, int], list[dict]], seconds: int, per_partition: float) -> None:
     print(f"\nmerge task over {seconds} s of live traffic; medians (min–max) of {len(next(iter(runs.values())))} runs")
     header = (
-        "catalogue    P  partials/s in  CPU s per s (util.)  merge/decode  capacity partials/s  "
-        "capacity entries/s  saturates at P  share apply/changes/open"
+        "catalogue         P  partials/s in  CPU s per s (util.)  merge/decode  capacity partials/s  "
+        "capacity entries/s  saturates at P  share apply/changes/open  merge-state KB/s"
     )
     print(header)
     for (catalogue, count), results in runs.items():
-        stats = STATS[catalogue]
+        stats = STATS[results[0].get("shard of", catalogue)]
         util = [r["total"] / seconds for r in results]
         ratio = [r["total"] / r["decode"] for r in results]
         capacity = [r["partials"] / r["total"] for r in results]
-        entries_cap = [c * stats["entries"] / stats["partials"] for c in capacity]
+        # entries/s from the catalogue's mean entries per partial (not counted per family: none for a shard)
+        entries_cap = [] if "shard of" in results[0] else [c * stats["entries"] / stats["partials"] for c in capacity]
         saturate = [count / u for u in util]
         mid = results[util.index(h.median(util))] if len(util) % 2 else results[0]
         shares = "/".join(f"{mid[k] / mid['total']:.0%}" for k in ("apply", "take_changes", "open_updates"))
         print(
-            f"{catalogue:9} {count:4}  {results[0]['partials'] / seconds:13,.0f}  "
+            f"{catalogue:14} {count:4}  {results[0]['partials'] / seconds:13,.0f}  "
             f"{h.median_range(util, 3):>19}  {h.median_range(ratio, 1):>12}  {h.median_range(capacity):>19}  "
-            f"{h.median_range(entries_cap):>18}  {h.median_range(saturate):>14}  {shares}"
+            f"{h.median_range(entries_cap):>18}  {h.median_range(saturate):>14}  {shares:>24}  "
+            f"{mid['state_bytes'] / seconds / 1000:16,.0f}"
         )
     print(
         f"\nsaturation: P at which the merge task needs one full core (CPU s per s = 1), from the largest P run; "
