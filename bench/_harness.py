@@ -61,6 +61,23 @@ def generate(n: int, *, rate: float, seed: int, partitions: int = 4, **config):
     return records, events, start_ms
 
 
+def live_seconds(records, timestamps):
+    """The records grouped as a worker keeping up with live traffic fetches them: per second of
+    event time (ascending), one batch per (stream, partition), with offsets counted per
+    partition. Yields (second, {(stream, partition): [RawRecord]}); feed each batch with the
+    event time as the wall clock, then tick at `second * 1000`."""
+    offsets: dict[tuple[str, int], int] = defaultdict(int)
+    by_second: dict[int, list] = defaultdict(list)
+    for record, ts in zip(records, timestamps, strict=True):
+        by_second[ts // 1000].append(record)
+    for second in sorted(by_second):
+        groups: dict[tuple[str, int], list[RawRecord]] = defaultdict(list)
+        for stream, partition, key, value in by_second[second]:
+            groups[(stream, partition)].append(RawRecord(offsets[(stream, partition)], value, key))
+            offsets[(stream, partition)] += 1
+        yield second, groups
+
+
 class InProcessPipeline(Pipeline):
     """The core's `Pipeline` driver with the worker's outputs (Prometheus exporter, kpi-results
     records) and each stage's time and volume recorded."""

@@ -31,7 +31,7 @@ from shoppulse.agents.coldstore import RocksStore
 from shoppulse.settings import Settings
 from shoppulse.streams.cold import MemoryStore
 from shoppulse.streams.engines import PartitionEngine
-from shoppulse.streams.pipeline import Pipeline, RawRecord
+from shoppulse.streams.pipeline import Pipeline
 
 
 def main() -> None:
@@ -210,17 +210,9 @@ def state_writes(args) -> None:
     PartitionEngine.take_changes, PartitionEngine.take_outbox = counted_changes, counted_outbox  # type: ignore[method-assign]
     try:
         pipeline = Pipeline(Settings())
-        offsets: Counter = Counter()
-        by_second: dict[int, list] = defaultdict(list)
-        for record, ts in zip(records, timestamps, strict=True):
-            by_second[ts // 1000].append(record)
         started = time.perf_counter()
-        for second in sorted(by_second):
+        for second, groups in h.live_seconds(records, timestamps):
             minute[0] = (second * 1000 - start_ms) // 60_000
-            groups: dict[tuple[str, int], list[RawRecord]] = defaultdict(list)
-            for stream, partition, key, value in by_second[second]:
-                groups[(stream, partition)].append(RawRecord(offsets[(stream, partition)], value, key))
-                offsets[(stream, partition)] += 1
             for (stream, partition), raws in groups.items():
                 pipeline.feed(stream, partition, raws, second * 1000)
             pipeline.tick(second * 1000)
