@@ -295,7 +295,7 @@ async def worker_output(broker: str, app_id: str, kafka_logs: Path | None) -> di
     await consumer.start()
     try:
         cluster = await consumer._client.fetch_all_metadata()
-        topics = sorted(t for t in cluster.topics() if t.startswith(app_id) and "__assignor" not in t)
+        topics = sorted(t for t in cluster.topics() if t.startswith(app_id))
         tps = [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
         ends = await consumer.end_offsets(tps) if tps else {}
     finally:

@@ -22,7 +22,7 @@ class TopicNames:
 
 @dataclass
 class KafkaSecurity:
-    """Passed through to the Kafka client (aiokafka, and Faust's app)."""
+    """Passed through to every Kafka client (aiokafka)."""
 
     security_protocol: str = "PLAINTEXT"  # one of SECURITY_PROTOCOLS
     sasl_mechanism: str | None = None  # one of SASL_MECHANISMS; PLAIN when unset

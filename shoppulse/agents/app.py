@@ -18,13 +18,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import faust
+from faust.app import BootStrategy
 
-from ..kafka.options import faust_broker, faust_credentials
 from ..outputs.prometheus import Metrics, PrometheusExporter
 from ..settings import Settings
 from ..streams.events import STREAMS
 from .clock import ClockReader
-from .dataplane import BatchDataPlane, group_instance_id
+from .dataplane import BatchDataPlane
+
+
+class NoKafka(BootStrategy):
+    """Faust starts no Kafka client of its own: no consumer and so no consumer group, no
+    producer, no topics, no table manager, no web server; its `broker` setting is never read.
+    With a consumer, Faust would start the timer, the task and the data plane only once its
+    own group had an assignment (`App.on_started` waits for the table recovery that follows
+    it): docs/design.md, "Data plane"."""
+
+    enable_kafka = False
+    enable_web = False
 
 
 @dataclass
@@ -35,25 +46,13 @@ class Worker:
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> Worker:
-    """The Faust app gets an id of its own: Faust always joins a consumer group of its app id,
-    with its own assignor, and the data plane's group is the app id. Faust starts the data
-    plane only once its own group has an assignment, so its consumer is a static member too:
-    a restarted worker would otherwise wait for its dead Faust member's session to expire."""
+    """The app runs the worker: the data plane (a service), the clock reader (a task) and the
+    1-second timer start as soon as the app has; the data plane does all of the Kafka work."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     metrics = metrics or Metrics()
     metrics.start_at_zero(settings.topics.source(stream) for stream in STREAMS)
-    session = settings.group_session_timeout_seconds
-    app = faust.App(
-        f"{settings.app_id}-app",
-        broker=faust_broker(settings.broker),
-        broker_credentials=faust_credentials(settings),
-        datadir=settings.data_dir,
-        web_enabled=False,
-        topic_replication_factor=settings.replication_factor,
-        consumer_group_instance_id=group_instance_id(settings),
-        broker_session_timeout=session,
-        broker_heartbeat_interval=min(3.0, session / 3),
-    )
+    app = faust.App(settings.app_id, datadir=settings.data_dir, web_enabled=False)
+    app.boot_strategy = NoKafka(app)
     smallest_ms = min(settings.windows_seconds) * 1000
     clock = ClockReader(settings)  # the stream clocks, for idle partitions (streams/clock.py)
     app.task(clock.task())
