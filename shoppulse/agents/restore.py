@@ -83,10 +83,19 @@ async def open_tasks(
         kind = "in full" if r.full else "from the local copy and the changelog's tail"
         log.info("restored %s %s: %d changelog records read in %.1f s", r.changelog, kind, r.records, r.seconds)
     offsets = await asyncio.gather(*(consumer.committed(task.tp) for task in tasks))
+    # Rebuilding a large state takes seconds (a million rows: 15-20 s on a loaded 2-core
+    # machine), and the group's heartbeats run on this event loop: the engines are rebuilt in a
+    # thread meanwhile. The data plane's lock keeps every other user of these tasks and of the
+    # cold store waiting.
+    await asyncio.to_thread(_rebuild, tasks, offsets, local)
     for task, committed in zip(tasks, offsets):
-        task.restore(local.rows(task.changelog), committed)
         if committed is None:
             await consumer.seek_to_beginning(task.tp)
         else:
             consumer.seek(task.tp, committed)
     return restored
+
+
+def _rebuild(tasks: Sequence[PartitionTask], offsets: Sequence[int | None], local: LocalChangelogs) -> None:
+    for task, committed in zip(tasks, offsets):
+        task.restore(local.rows(task.changelog), committed)

@@ -331,6 +331,7 @@ class PartitionEngine:
                     self.event_ids.restore_group(group, max_ts, ids)
                 case _:
                     self.restore_entity(key, value)
+        self.entities_restored()
         self.next_close = self._next_close()
         # The watermark may have been an adopted clock, which is not persisted; the progress is,
         # and every progress sent was at most watermark - grace: anything older stays late.
@@ -341,3 +342,6 @@ class PartitionEngine:
     def restore_entity(self, key: StateKey, value: bytes) -> None:
         """Hook: restore an entity row of this engine's stream."""
         raise KeyError(key)
+
+    def entities_restored(self) -> None:
+        """Hook: every row is restored (keys collected by `restore_entity` are stored now, in one write)."""

@@ -58,6 +58,7 @@ class ClickstreamEngine(PartitionEngine):
         # session rather than one per click (each holding that click's decoded key strings).
         self.expiry: list[tuple[int, SessionKey]] = []
         self.seen_visitors = SeenKeys(self.cold, self.cold_prefix + "visitors")
+        self.restored_visitors: list[str] = []  # collected by a restore, stored in one write
         self.largest = self.sizes[-1]
         # Open sessions per 1-minute window of their start: the oldest start bounds progress,
         # and there are far fewer windows than sessions to scan.
@@ -190,6 +191,10 @@ class ClickstreamEngine(PartitionEngine):
             case SessionKey():
                 self._track(key, _decode_session(value))
             case VisitorKey(visitor_id):
-                self.seen_visitors.add(visitor_id)
+                self.restored_visitors.append(visitor_id)
             case _:
                 raise KeyError(key)
+
+    def entities_restored(self) -> None:
+        self.seen_visitors.add_many(self.restored_visitors)
+        self.restored_visitors = []

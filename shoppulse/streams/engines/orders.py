@@ -17,6 +17,7 @@ class OrdersEngine(PartitionEngine):
     def __init__(self, partition: int, settings: Settings, cold: ColdStore | None = None):
         super().__init__(partition, settings, cold)
         self.seen_customers = SeenKeys(self.cold, self.cold_prefix + "customers")
+        self.restored_customers: list[str] = []  # collected by a restore, stored in one write
 
     def on_event(self, parsed: Parsed, result: BatchResult) -> None:
         event = parsed.event_as(OrderEvent)
@@ -75,4 +76,8 @@ class OrdersEngine(PartitionEngine):
     def restore_entity(self, key: StateKey, value: bytes) -> None:
         if not isinstance(key, CustomerKey):
             raise KeyError(key)
-        self.seen_customers.add(key.customer_id)
+        self.restored_customers.append(key.customer_id)
+
+    def entities_restored(self) -> None:
+        self.seen_customers.add_many(self.restored_customers)
+        self.restored_customers = []
