@@ -42,6 +42,9 @@ SLOW_S = {
     "test_metrics_scrape.py::test_metrics_families_names_and_counters": 60,
     "test_sasl.py::test_worker_replay_and_tail_over_sasl_scram": 60,
     "test_event_time_kafka.py::test_when_all_traffic_stops_the_following_windows_close_as_zeros": 50,
+    # The first test of a module in TOGETHER stands for the module.
+    "test_tail.py::test_tail_json_final_only_prints_every_final_record": 70,
+    "test_prometheus_rules.py::test_checked_in_rules_match_the_catalogue": 35,
 }
 
 

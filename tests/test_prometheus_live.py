@@ -154,15 +154,14 @@ class LiveTraffic(threading.Thread):
                     if stream not in traffic.muted:
                         await kafka.send(stream, event)
 
+            sink = Muting()
             if self.config is not None:
-                await generate(
-                    self.config, Muting(), duration_s=None, realtime=True, show_progress=False, stop=self.done
-                )
+                await generate(self.config, sink, duration_s=None, realtime=True, show_progress=False, stop=self.done)
                 return
             assert self.labels is not None
             while not self.done.is_set():
                 for stream, event in self.labels.events(int(time.time() * 1000)):
-                    await Muting().send(stream, event)
+                    await sink.send(stream, event)
                 await kafka.flush()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.done.wait(), COVERAGE_EVERY_S)
