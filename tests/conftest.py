@@ -34,7 +34,9 @@ SLOW_S = {
     "test_event_time_kafka.py::test_worker_first_then_every_sample_at_any_speed_is_exact_and_late_stays_late": 100,
     "test_kpis_kafka.py::test_generated_traffic_through_kafka_matches_batch_recomputation": 90,
     "test_outage.py::test_checkout_outage_drives_conversion_to_zero": 90,
-    "test_kpis_kafka.py::test_real_sample_through_kafka_matches_batch_recomputation": 80,
+    "test_kpis_kafka.py::test_real_sample_through_kafka_matches_batch_recomputation[rees46]": 150,
+    "test_kpis_kafka.py::test_real_sample_through_kafka_matches_batch_recomputation[online-retail]": 150,
+    "test_kpis_kafka.py::test_real_sample_through_kafka_matches_batch_recomputation[incident-log]": 95,
     "test_kpis_kafka.py::test_two_workers_share_the_partitions_and_stay_exact": 80,
     "test_kpis_kafka.py::test_worker_stalled_mid_backlog_for_longer_than_the_idle_timeout_loses_nothing": 80,
     "test_event_time_kafka.py::test_sparse_partitions_on_two_workers_are_exact": 70,
@@ -59,7 +61,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The slowest tests first, longest first; the rest in their usual order."""
 
     def seconds(item: pytest.Item) -> float:
-        return SLOW_S.get(item.nodeid.removeprefix("tests/").split("[")[0], 0)
+        nodeid = item.nodeid.removeprefix("tests/")
+        return SLOW_S.get(nodeid, SLOW_S.get(nodeid.split("[")[0], 0))
 
     items.sort(key=seconds, reverse=True)
 
