@@ -20,6 +20,73 @@ from shoppulse.kafka.broker import LocalKafka, free_port
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
+# About how long the slowest tests take (s, `--durations` of 3 xdist workers on 2 busy cores). scripts/test.sh
+# runs the suite on pytest-xdist workers, which take tests in collection order: the longest go first,
+# so that the many short ones fill in at the end rather than one long test starting last.
+SLOW_S = {
+    "test_event_time_kafka.py::test_worker_first_then_every_sample_at_any_speed_is_exact_and_late_stays_late": 370,
+    "test_prometheus_live.py::test_dashboards_queries_and_alerts_on_a_real_prometheus": 290,
+    "test_demo.py::test_fresh_demo_closes_windows_with_sessions_orders_and_tickets_within_3_minutes": 225,
+    "test_demo.py::test_checkout_outage_shows_zero_conversion_and_leaves_nothing_running": 230,
+    "test_kpis_kafka.py::test_real_sample_through_kafka_matches_batch_recomputation[online-retail]": 170,
+    "test_kpis_kafka.py::test_real_sample_through_kafka_matches_batch_recomputation[incident-log]": 160,
+    "test_dataplane.py::test_bad_input_interleaved_with_a_valid_stream": 160,
+    "test_kpis_kafka.py::test_real_sample_through_kafka_matches_batch_recomputation[rees46]": 150,
+    "test_dataplane.py::test_broker_stopped_for_20_s_mid_backlog_the_worker_resumes_by_itself_exactly_once": 150,
+    "test_dataplane.py::test_kill_9_at_random_moments_of_a_replay_stays_exactly_once": 135,
+    "test_dataplane.py::test_a_worker_joins_and_one_leaves_mid_replay_exactly_once": 135,
+    "test_metrics_scrape.py::test_metrics_families_names_and_counters": 100,
+    "test_kpis_kafka.py::test_worker_stalled_mid_backlog_for_longer_than_the_idle_timeout_loses_nothing": 95,
+    "test_outage.py::test_checkout_outage_drives_conversion_to_zero": 90,
+    "test_kpis_kafka.py::test_two_workers_share_the_partitions_and_stay_exact": 90,
+    "test_kpis_kafka.py::test_generated_traffic_through_kafka_matches_batch_recomputation": 85,
+    "test_event_time_kafka.py::test_sparse_partitions_on_two_workers_are_exact": 85,
+    "test_event_time_kafka.py::test_when_all_traffic_stops_the_following_windows_close_as_zeros": 70,
+    # The first test of a module in TOGETHER stands for the module.
+    "test_tail.py::test_tail_json_final_only_prints_every_final_record": 70,
+    "test_kpis_inprocess.py::test_generated_traffic_with_late_events_and_duplicates": 40,
+    "test_prometheus_rules.py::test_checked_in_rules_match_the_catalogue": 45,
+    "test_kpis_inprocess.py::test_restart_from_written_state_gives_the_same_results": 30,
+    "test_sasl.py::test_worker_replay_and_tail_over_sasl_scram": 25,
+    "test_kpis_inprocess.py::test_real_sample_matches_batch_recomputation": 15,
+    "test_checkpoint_commit.py::test_records_fed_while_a_checkpoint_commits_go_to_the_next_one": 12,
+}
+
+
+# Modules whose tests one xdist worker must run whole, in order.
+TOGETHER = {
+    "test_tail.py": "its tests share the module's replay (`replayed`), made once",
+    "test_prometheus_rules.py": "its last test checks what the others recorded",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest tests first, longest first; the rest in their usual order."""
+
+    def seconds(item: pytest.Item) -> float:
+        nodeid = item.nodeid.removeprefix("tests/")
+        return SLOW_S.get(nodeid, SLOW_S.get(nodeid.split("[")[0], 0))
+
+    items.sort(key=seconds, reverse=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`-n N` (`--dist load`): each test goes to the next free worker in collection order, except
+    the modules in TOGETHER, which go whole to one. (xdist's own `loadgroup` does not group on
+    this pytest: it renames `item._nodeid`, which pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduler(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module.rsplit("/", 1)[-1] in TOGETHER else nodeid
+
+    config.option.loadscopereorder = False  # keep the collection order: the slowest first
+    return Scheduler(config, log)
+
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory) -> LocalKafka:

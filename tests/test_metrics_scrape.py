@@ -26,6 +26,9 @@ from shoppulse.tools.generate import GeneratorConfig, generate_events
 pytestmark = pytest.mark.integration
 
 QUANTILE_GAUGES = ("shoppulse_first_response_seconds", "shoppulse_resolution_seconds")
+# The worker's and the oracle's: the last sessions end, and their windows close, this long after the
+# replayed traffic stops (the generator's shoppers pause 15 s between steps, at the median).
+SESSION_TIMEOUT_S = 60
 ID_LABEL = re.compile(r"(^|_)(id|user|visitor|session|order|ticket|customer|email)(_|$)")
 
 
@@ -45,7 +48,7 @@ def test_metrics_families_names_and_counters(namespace, tmp_path):
     ]
     path = tmp_path / "traffic.jsonl"
     path.write_bytes(b"".join(orjson.dumps({**e, "topic": s}) + b"\n" for s, e in events))
-    ns = namespace(idle_timeout_seconds=3, session_timeout_seconds=300)
+    ns = namespace(idle_timeout_seconds=3, session_timeout_seconds=SESSION_TIMEOUT_S)
     assert ns.shoppulse("replay", "jsonl", str(path), "--quiet").returncode == 0
 
     async def send_invalid() -> None:
@@ -60,7 +63,7 @@ def test_metrics_families_names_and_counters(namespace, tmp_path):
     asyncio.run(send_invalid())
     worker = ns.start_worker()
     kept, late_events = oracle.drop_late(events)
-    expected = oracle.compute(kept, session_timeout_s=300)
+    expected = oracle.compute(kept, session_timeout_s=SESSION_TIMEOUT_S)
     # Counters are fed when 1 m windows close: wait until the last one with data of each family is final.
     last = {
         kpi: max(k[2] for k in expected if k[0] == kpi and k[1] == "1m")

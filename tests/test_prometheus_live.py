@@ -3,7 +3,8 @@
 Two shops run side by side on the test broker, each with its own worker and Prometheus:
 
 - **outage**: history replayed (so a 1 h window with data has closed), then live traffic
-  from `shoppulse generate`. Every query of every panel of every dashboard, for each value of
+  from `shoppulse generate`, and in every minute of both a few constructed shoppers and tickets
+  with every label value (`Coverage`). Every query of every panel of every dashboard, for each value of
   its variables, returns data through /api/v1/query, and so does every recording rule. Then
   the generator switches to `checkout-outage`: ShoppulseCheckoutOutage must be firing within
   5 minutes of the switch (event time is the wall clock here).
@@ -14,6 +15,9 @@ Two shops run side by side on the test broker, each with its own worker and Prom
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
+import itertools
 import json
 import shutil
 import subprocess
@@ -35,6 +39,7 @@ from shoppulse.config import apply_overrides, env_overrides
 from shoppulse.deployfiles.alerts import AlertOptions, alert_rules, render_prometheus_config, render_rules
 from shoppulse.kafka.broker import free_port
 from shoppulse.settings import Settings
+from shoppulse.streams.events import ClickEvent, Event, OrderEvent, OrderItem, TicketEvent
 from shoppulse.tools.demo import THINK_TIME_S
 from shoppulse.tools.generate import GeneratorConfig, generate_events
 from shoppulse.tools.generate import run as generate
@@ -47,25 +52,25 @@ RATE = 20  # events/s of the normal shop: about 3 sessions and 0.2 orders a seco
 SHOP_RATE = 40  # the outage shop: enough tickets that 1 m support windows have replies
 HISTORY_RATE = 3  # events/s of the replayed history: the worker must work it off in well under a minute
 OUTAGE_DEADLINE_S = 300
+COVERAGE_EVERY_S = 20  # a Coverage set this often on the live outage shop: at least two in every 1 m window
 # The test's rules: goals on 1 m windows held for 2 of them, and a source silent for 1 minute, so that
 # they could fire within the test's span; the checkout-outage alert and everything else as in production.
 OPTIONS = AlertOptions(hold_windows=2, no_events_range="1m", no_events_for="0s")
-# Panels that can honestly be empty at an instant of a healthy shop, and why.
+# Panels that can honestly be empty at an instant of a healthy shop, and why. (Every other label value is
+# in every window of the outage shop: `Coverage`.)
 MAY_BE_EMPTY = {  # (panel title, window or "" for any) -> why
-    ("Refund amount", ""): "a currency has a refund amount only in windows with a refund in it (3 % of orders, later)",
     (
         "Sessions by source",
         "",
     ): "label_cap keeps a window's 8 largest sources; the rarer ones of that window become `other`",
-    # Stat panels show the current value only: the last closed minute may have had no first reply or rating.
-    ("First reply p90", "1m"): "no first reply in the last closed minute: no quantile",
-    ("SLA breaches", "1m"): "no first reply in the last closed minute: no denominator",
-    ("CSAT", "1m"): "no rating in the last closed minute: no denominator",
-    ("First response p90 by channel (window)", "1m"): "a rare channel (social) may have no first reply in a minute",
-    ("First response p90 by priority (window)", "1m"): "a rare priority (urgent) may have no first reply in a minute",
-    ("NPS", "1m"): "no NPS rating in the last closed minute: no denominator",
 }
 GAUGE = "shoppulse_sessions_per_window"
+# The event fields behind the dashboards' label variables, by stream.
+LABEL_FIELDS = {
+    "clickstream": ("device", "source"),
+    "orders": ("currency",),
+    "tickets": ("channel", "priority", "category"),
+}
 
 
 def _get(url: str) -> bytes:
@@ -121,12 +126,13 @@ class Prometheus:
 
 
 class LiveTraffic(threading.Thread):
-    """The traffic generator sending in real time, in its own event loop, until stopped; streams in
+    """Events stamped with the wall clock, sent in their own event loop until stopped: the traffic
+    generator's in real time, or (`labels`) a `Coverage` set every `COVERAGE_EVERY_S`. Streams in
     `muted` are dropped (a producer that stopped)."""
 
-    def __init__(self, settings: Settings, config: GeneratorConfig):
+    def __init__(self, settings: Settings, config: GeneratorConfig | None = None, labels: Coverage | None = None):
         super().__init__(daemon=True)
-        self.settings, self.config = settings, config
+        self.settings, self.config, self.labels = settings, config, labels
         self.started = threading.Event()
         self.muted: set[str] = set()
         self.error: BaseException | None = None
@@ -148,12 +154,112 @@ class LiveTraffic(threading.Thread):
                     if stream not in traffic.muted:
                         await kafka.send(stream, event)
 
-            await generate(self.config, Muting(), duration_s=None, realtime=True, show_progress=False, stop=self.done)
+            sink = Muting()
+            if self.config is not None:
+                await generate(self.config, sink, duration_s=None, realtime=True, show_progress=False, stop=self.done)
+                return
+            assert self.labels is not None
+            while not self.done.is_set():
+                for stream, event in self.labels.events(int(time.time() * 1000)):
+                    await sink.send(stream, event)
+                await kafka.flush()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.done.wait(), COVERAGE_EVERY_S)
 
     def stop(self) -> None:
+        if self.ident is None:  # never started
+            return
         if self.started.wait(10) and self.is_alive():
             self.loop.call_soon_threadsafe(self.done.set)
         self.join(30)
+
+
+class Coverage:
+    """A few shoppers who buy (one refund each) and tickets with a first reply, a solve and both
+    ratings, all at one instant, that between them carry every value of every label that the
+    dashboards' variables list (currency, device, source, channel, priority, category): the values
+    found in `events`.
+
+    Generated traffic is random, and a window of it may lack a rare value: a 5 m window once had
+    no EUR order, and so no EUR revenue, AOV, margin or revenue per visitor. A set in every 1 m
+    window of the outage shop makes the panels' data deterministic."""
+
+    def __init__(self, events: list[tuple[str, Event]]):
+        self.values: dict[str, list] = {}
+        for stream, fields in LABEL_FIELDS.items():
+            for name in fields:
+                found = {getattr(e, name) for s, e in events if s == stream} - {None}
+                self.values[name] = sorted(found)
+        assert all(self.values.values()), f"the history lacks a label: {self.values}"
+        self._sets = itertools.count()
+
+    def events(self, ts: int) -> list[tuple[str, Event]]:
+        n, v = next(self._sets), self.values
+        out: list[tuple[str, Event]] = []
+        shoppers = max(len(v["device"]), len(v["currency"]))
+        for i in range(shoppers):
+            sid, vid = f"cov-s{n}-{i}", f"cov-v{n}-{i}"
+            currency = v["currency"][i % len(v["currency"])]
+            common = {
+                "ts": ts,
+                "session_id": sid,
+                "visitor_id": vid,
+                "device": v["device"][i % len(v["device"])],
+                "source": v["source"][(n * shoppers + i) % len(v["source"])],
+            }
+            basket = {"product_id": "cov-p1", "price": 40.0, "quantity": 1, "currency": currency}
+            steps = [
+                ("page_view", {"page": "/"}),
+                ("add_to_cart", basket),
+                ("begin_checkout", {}),
+                ("purchase", basket),
+            ]
+            out += [
+                ("clickstream", ClickEvent(event_id=f"{sid}-{step}", event_type=step, **common, **extra))
+                for step, extra in steps
+            ]
+            item = OrderItem(product_id="cov-p1", quantity=1, unit_price=40.0, unit_cost=15.0)
+            order = OrderEvent(
+                event_id=f"{sid}-order",
+                event_type="order_placed",
+                ts=ts,
+                order_id=f"cov-o{n}-{i}",
+                customer_id=f"c-{vid}",
+                session_id=sid,
+                visitor_id=vid,
+                currency=currency,
+                items=[item],
+            )
+            refund = OrderEvent(
+                event_id=f"{sid}-refund",
+                event_type="order_refunded",
+                ts=ts,
+                order_id=order.order_id,
+                customer_id=order.customer_id,
+                currency=currency,
+                refund_amount=10.0,
+            )
+            out += [("orders", order), ("orders", refund)]
+        for i in range(max(len(v["channel"]), len(v["priority"]), len(v["category"]))):
+            tid = f"cov-t{n}-{i}"
+            created = {
+                "channel": v["channel"][i % len(v["channel"])],
+                "priority": v["priority"][i % len(v["priority"])],
+                "category": v["category"][i % len(v["category"])],
+                "customer_id": f"cov-c{n}-{i}",
+            }
+            steps = [
+                ("ticket_created", created),
+                ("agent_replied", {"agent_id": "cov-agent", "public": True}),
+                ("ticket_solved", {"agent_id": "cov-agent"}),
+                ("csat_rated", {"score": 4 + i % 2}),
+                ("nps_rated", {"score": 6 + i % 5}),
+            ]
+            out += [
+                ("tickets", TicketEvent(event_id=f"{tid}-{step}", event_type=step, ts=ts, ticket_id=tid, **extra))
+                for step, extra in steps
+            ]
+        return out
 
 
 def _wait_for(what: str, check, timeout: float, diagnose, every: float = 1.0):
@@ -170,17 +276,21 @@ def _wait_for(what: str, check, timeout: float, diagnose, every: float = 1.0):
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{diagnose()}")
 
 
-def _write_history(path: Path, end_ms: int) -> None:
+def _write_history(path: Path, end_ms: int) -> Coverage:
     """Normal traffic from just before the last full hour until now (62 to 122 minutes), from the
     generator's own timeline: a whole 1 h window closes. Tickets are 30 % of it (3 % live), so
-    that support windows have replies, solves and ratings."""
+    that support windows have replies, solves and ratings. A `Coverage` set at the start of every
+    minute, so every window of it has every label value; returns the `Coverage`, to go on live."""
     start_ms = end_ms - end_ms % 3_600_000 - 3_600_000 - 2 * 60_000
     duration_s = (end_ms - start_ms) / 1000
+    config = GeneratorConfig(rate=HISTORY_RATE, seed=3, ticket_rate_share=0.3)
+    events = list(generate_events(config, start_ms, duration_s))
+    labels = Coverage(events)
+    sets = (pair for ts in range(start_ms, end_ms, 60_000) for pair in labels.events(ts))
     with path.open("wb") as f:
-        for stream, event in generate_events(
-            GeneratorConfig(rate=HISTORY_RATE, seed=3, ticket_rate_share=0.3), start_ms, duration_s
-        ):
+        for stream, event in heapq.merge(events, sets, key=lambda pair: pair[1].ts):
             f.write(orjson.dumps({**msgspec.to_builtins(event), "topic": stream}) + b"\n")
+    return labels
 
 
 async def _send_invalid(broker: str, topic: str) -> None:
@@ -253,12 +363,14 @@ def test_dashboards_queries_and_alerts_on_a_real_prometheus(namespace, tmp_path)
     # Shoppers think ~1 s between steps (as in the demo), so the 15 s session timeout does not cut their
     # sessions apart: normal traffic then has normal bounce and cart abandonment.
     calm_traffic = LiveTraffic(settings[calm], GeneratorConfig(rate=RATE, seed=21, think_time_s=THINK_TIME_S))
+    shop_labels = LiveTraffic(settings[shop])  # its Coverage comes with the history
 
     def diagnose() -> str:
         logs = {
             "outage worker": shop.worker_log(),
             "normal worker": calm.worker_log("w1"),
             "normal generator": repr(calm_traffic.error),
+            "outage shop's label coverage": repr(shop_labels.error),
         }
         logs.update({f"prometheus {i}": s.log_tail() for i, s in enumerate(servers)})
         logs.update(
@@ -311,9 +423,11 @@ def test_dashboards_queries_and_alerts_on_a_real_prometheus(namespace, tmp_path)
 
         _wait_for("Prometheus to scrape both workers", scraped, 120, diagnose)
         history = tmp_path / "history.jsonl"
-        _write_history(history, int(time.time() * 1000))
+        labels = _write_history(history, int(time.time() * 1000))
         replayed = shop.shoppulse("replay", "jsonl", str(history), "--quiet")
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        shop_labels.labels = labels
+        shop_labels.start()  # every 1 m window from the history's first to the outage has every label value
         asyncio.run(_send_invalid(shop.broker, shop.topics["orders"]))  # dead letters, for their panels
         calm_traffic.start()
         normal = start_generator("normal", seed=7)
@@ -377,6 +491,7 @@ def test_dashboards_queries_and_alerts_on_a_real_prometheus(namespace, tmp_path)
         # ---- checkout outage: the shop's checkout breaks; orders stop, sessions go on
         normal.terminate()
         normal.wait(30)
+        shop_labels.stop()  # its shoppers buy
         outage_start = time.time()
         start_generator("checkout-outage", seed=8)
         seen_on_calm: list[dict] = []
@@ -425,5 +540,6 @@ def test_dashboards_queries_and_alerts_on_a_real_prometheus(namespace, tmp_path)
             except subprocess.TimeoutExpired:
                 proc.kill()
         calm_traffic.stop()
+        shop_labels.stop()
         for server in servers:
             server.stop()
