@@ -33,7 +33,8 @@ SLOW_S = {
     "test_dataplane.py::test_bad_input_interleaved_with_a_valid_stream": 160,
     "test_kpis_kafka.py::test_real_sample_through_kafka_matches_batch_recomputation[rees46]": 150,
     "test_dataplane.py::test_broker_stopped_for_20_s_mid_backlog_the_worker_resumes_by_itself_exactly_once": 150,
-    "test_dataplane.py::test_kill_9_at_random_moments_of_a_replay_stays_exactly_once": 135,
+    "test_dataplane.py::test_kill_9_and_sigterm_at_random_moments_of_a_replay_stay_exactly_once": 135,
+    "test_failed_checkpoint.py::test_fenced_checkpoints_mid_replay_count_every_metric_once": 130,
     "test_dataplane.py::test_a_worker_joins_and_one_leaves_mid_replay_exactly_once": 135,
     "test_metrics_scrape.py::test_metrics_families_names_and_counters": 100,
     "test_kpis_kafka.py::test_worker_stalled_mid_backlog_for_longer_than_the_idle_timeout_loses_nothing": 95,
@@ -50,6 +51,7 @@ SLOW_S = {
     "test_sasl.py::test_worker_replay_and_tail_over_sasl_scram": 25,
     "test_kpis_inprocess.py::test_real_sample_matches_batch_recomputation": 15,
     "test_checkpoint_commit.py::test_records_fed_while_a_checkpoint_commits_go_to_the_next_one": 12,
+    "test_checkpoint_commit.py::test_a_trusted_local_copy_is_caught_up_from_the_tail_another_owner_wrote": 20,
 }
 
 

@@ -4,7 +4,8 @@ hardest (the three real samples and generated traffic are in test_kpis_kafka.py)
 
 - bad input interleaved with a valid stream: every invalid record dead-lettered with its
   reason, topic, partition and offset, the valid stream's KPIs exact;
-- kill -9 of the only worker at random moments of a live replay, restarted each time: exact,
+- the only worker stopped at random moments of a live replay, by kill -9 or SIGTERM, and
+  restarted each time on the same data dir (so from its local copy of the changelogs): exact,
   no final missing, and no final twice for a read_committed reader of kpi-results;
 - a second worker joining during a live replay, and later one of the two leaving during it
   (SIGTERM; kill -9 in another test): exact, every final once for a read_committed reader;
@@ -218,9 +219,10 @@ def _live_replay(ns, path, speed: float) -> subprocess.Popen:
     return subprocess.Popen(command, env=ns.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def test_kill_9_at_random_moments_of_a_replay_stays_exactly_once(namespace, tmp_path):
-    """The only worker is killed with SIGKILL at 5 random moments of a replay, and restarted
-    with the same data dir (the same static member) each time."""
+def test_kill_9_and_sigterm_at_random_moments_of_a_replay_stay_exactly_once(namespace, tmp_path):
+    """The only worker is stopped at 5 random moments of a replay, by SIGKILL three times and by
+    SIGTERM twice, and restarted with the same data dir (the same static member, the same local
+    copy of the changelogs) each time."""
     events = _generated(11, 3600, rate=10, duplicate_fraction=0.01)
     path = tmp_path / "generated.jsonl"
     _write_jsonl(path, events)
@@ -233,9 +235,13 @@ def test_kill_9_at_random_moments_of_a_replay_stays_exactly_once(namespace, tmp_
     _wait_for_events(ns, worker, 1)
     for kill in range(5):
         time.sleep(rng.uniform(1, 6))
-        assert replay.poll() is None, f"the replay ended before kill {kill + 1}"
-        worker.kill()
-        worker.wait()
+        assert replay.poll() is None, f"the replay ended before stop {kill + 1}"
+        if kill % 2:
+            worker.terminate()
+            assert worker.wait(60) == 0, "a SIGTERM stop must be clean"
+        else:
+            worker.kill()
+            worker.wait()
         time.sleep(rng.uniform(0, 2))
         name = f"w0-{kill + 1}"
         worker = _start_worker(ns, name, "w0")
