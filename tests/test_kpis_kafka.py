@@ -204,13 +204,14 @@ def test_worker_stalled_mid_backlog_for_longer_than_the_idle_timeout_loses_nothi
     assert ns.shoppulse("replay", "jsonl", str(path), "--quiet").returncode == 0
     worker = ns.start_worker()
     deadline = time.monotonic() + 120
-    while _events_total(worker) < len(events) // 10:
+    while (stalled_at := _events_total(worker)) < len(events) // 10:
         assert time.monotonic() < deadline and worker.poll() is None, ns.worker_log()
         time.sleep(0.1)
     worker.send_signal(signal.SIGSTOP)
     time.sleep(8)  # well past the 3 s idle timeout
     worker.send_signal(signal.SIGCONT)
-    stalled_at = _events_total(worker)
+    # The count read just before the stop: once resumed, a worker on a busy machine works off much of
+    # the backlog before its metrics thread answers a scrape.
     assert stalled_at < len(events) * 0.9, f"the backlog was nearly done before the stall ({stalled_at:.0f} events)"
     _assert_matches(ns, events, [worker])
     assert _events_total(worker, "late") == 0, "events dead-lettered as late after the stall"
