@@ -364,7 +364,7 @@ def entries(measures: Measures) -> tuple[int, int]:
         if isinstance(value, Distinct):
             items += value.compact().num_retained
         elif isinstance(value, Quantiles):
-            items += sum(1 for c in value.sketch._store.bins if c)
+            items += len(value.store.bins)
         elif isinstance(value, TopItems):
             items += value.sketch.num_active_items
     return n, items

@@ -6,8 +6,11 @@ import random
 from collections import Counter
 
 import orjson
+from ddsketch import DDSketch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from shoppulse.streams.measures import Distinct, Measures, TopItems
+from shoppulse.streams.measures import Distinct, Measures, Quantiles, TopItems
 
 
 def _split(items, parts):
@@ -99,3 +102,42 @@ def test_a_saturated_window_serialises_under_the_kafka_record_limit():
     assert len(orjson.dumps(whole.dump())) < 0.75 * limit
     assert len(orjson.dumps(merged.dump())) < 0.75 * limit
     assert abs(merged["visitors"].count() - 400_000) <= 3 / (2**Distinct.LG_K) ** 0.5 * 400_000
+
+
+durations = st.lists(st.one_of(st.just(0.0), st.floats(0, 1e10, allow_nan=False)), min_size=1, max_size=300)
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts=st.lists(durations, min_size=1, max_size=5))
+def test_quantiles_merged_through_json_equal_the_library_s_own_ddsketch(parts):
+    """The sparse store against the library's dense `DDSketch` fed every value in one place."""
+    reference = DDSketch(Quantiles.ACCURACY)
+    merged = Measures()
+    for part in parts:
+        partial = Measures()
+        for value in part:
+            partial.quantiles("d").add(value)
+            reference.add(value)
+        merged.merge(Measures.load(orjson.loads(orjson.dumps(partial.dump()))))
+    for q in (0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 1.0):
+        assert merged["d"].quantile(q) == reference.get_quantile_value(q)
+
+
+def test_distinct_merged_in_any_order_and_read_between_merges_is_exact():
+    values = [f"v{i}" for i in range(30_000)]
+    parts = _split(values, 6)
+    sketches = []
+    for part in parts:
+        d = Distinct()
+        for value in part:
+            d.add(value)
+        sketches.append(Distinct.load(orjson.loads(orjson.dumps(d.dump()))))
+    forward, backward = Distinct(), Distinct()
+    for i, sketch in enumerate(sketches):
+        forward.merge(sketch)
+        assert forward.count() == sum(len(p) for p in parts[: i + 1])  # a read folds the merges so far
+    for sketch in reversed(sketches):
+        backward.merge(sketch)
+    forward.add("v0")  # already counted
+    forward.add("new")
+    assert forward.count() == backward.count() + 1 == len(values) + 1

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import orjson
 from core_events import MINUTE, T0, at, settings
 
 from shoppulse.streams.measures import Measures
 from shoppulse.streams.merge import Merger
-from shoppulse.streams.partials import Progress, Snapshot
+from shoppulse.streams.partials import Progress, Snapshot, decode_partial
 
 
 def merger() -> Merger:
@@ -119,3 +120,17 @@ def test_restore_from_the_written_changes_goes_on_as_without_the_restart():
     results = apply(again, *rest)
     assert [(r.start_ms, plain(r)["orders"]) for r in results] == [(at(0), 5), (at(60), 10)]
     assert [(r.start_ms, r.values) for r in results] == [(r.start_ms, r.values) for r in expected]
+
+
+def test_merge_state_keeps_each_snapshot_as_received_and_reads_the_older_measures_only_form():
+    m = merger()
+    received = Snapshot("sales", MINUTE, at(0), 0, Measures(orders=2)).to_bytes()
+    m.apply(decode_partial(received))
+    written = {k: v for k, v in m.take_changes().items() if k.startswith("w|")}
+    assert list(written.values()) == [received]  # not encoded again
+    older = {k: orjson.dumps({"orders": 2}) for k in written}  # the state's form before it
+    for rows in (written, older):
+        again = merger()
+        again.restore(rows.items())
+        results = apply(again, sales(1, 3), progress("sales", 0, 60), progress("sales", 1, 60))
+        assert plain(results[0])["orders"] == 5

@@ -20,8 +20,9 @@ import base64
 from typing import Any
 
 import datasketches
-from ddsketch import DDSketch
+from ddsketch.ddsketch import BaseDDSketch
 from ddsketch.mapping import LogarithmicMapping
+from ddsketch.store import Store
 
 MICROS = 1_000_000
 
@@ -36,26 +37,32 @@ class Distinct:
 
     LG_K = 16
 
-    __slots__ = ("merged", "sketch")
+    __slots__ = ("merged", "sketch", "union")
 
     def __init__(self) -> None:
         self.sketch = datasketches.update_theta_sketch(self.LG_K)  # values added here
         self.merged = None  # compact sketch of everything merged in from elsewhere
+        # While merging: a union that every merge feeds, folded into `merged` when next read.
+        # The merge stage merges one window over every partition: a union per merge would
+        # re-insert everything merged so far each time.
+        self.union = None
 
     def add(self, value: str) -> None:
         self.sketch.update(value)
 
     def merge(self, other: Distinct) -> None:
-        self._merge_compact(other.compact())
-
-    def _merge_compact(self, compact) -> None:
-        union = datasketches.theta_union(self.LG_K)
-        union.update(self.compact())
-        union.update(compact)
-        self.merged = union.get_result()
-        self.sketch = datasketches.update_theta_sketch(self.LG_K)
+        union = self.union
+        if union is None:
+            union = self.union = datasketches.theta_union(self.LG_K)
+            if self.merged is not None:
+                union.update(self.merged)
+                self.merged = None
+        union.update(other.compact())
 
     def compact(self):
+        if self.union is not None:
+            self.merged = self.union.get_result()
+            self.union = None
         if self.merged is None:
             # An update sketch retains up to ~1.9 K hashes before it rebuilds; trimming to K
             # bounds the serialised state (K hashes, ~400 KB compressed) at no cost in accuracy.
@@ -82,16 +89,71 @@ class Distinct:
         return distinct
 
 
+class SparseStore(Store):
+    """A DDSketch store of its non-empty bins only. The library's `DenseStore` keeps every bin
+    between the lowest and the highest key: durations from a second to days span ~2,000 bins at
+    0.5 %, nearly all empty, and the merge stage loads, merges and dumps thousands of sketches a
+    second (docs/performance.md, "Merger capacity")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bins: dict[int, float] = {}
+
+    @classmethod
+    def of_bins(cls, bins: dict[int, float]) -> SparseStore:
+        store = cls()
+        if bins:
+            store.bins = bins
+            store.count = sum(bins.values())
+            store.min_key = min(bins)
+            store.max_key = max(bins)
+        return store
+
+    def copy(self, store: SparseStore) -> None:
+        self.bins = dict(store.bins)
+        self.count = store.count
+        self.min_key = store.min_key
+        self.max_key = store.max_key
+
+    def length(self) -> int:
+        return len(self.bins)
+
+    def add(self, key: int, weight: float = 1.0) -> None:
+        self.bins[key] = self.bins.get(key, 0.0) + weight
+        self.count += weight
+        self.min_key = min(self.min_key, key)
+        self.max_key = max(self.max_key, key)
+
+    def key_at_rank(self, rank: float, lower: bool = True) -> int:
+        running = 0.0
+        for key in sorted(self.bins):
+            running += self.bins[key]
+            if (lower and running > rank) or (not lower and running >= rank + 1):
+                return key
+        return self.max_key
+
+    def merge(self, store: SparseStore) -> None:
+        bins = self.bins
+        for key, count in store.bins.items():
+            bins[key] = bins.get(key, 0.0) + count
+        if store.count:
+            self.count += store.count
+            self.min_key = min(self.min_key, store.min_key)
+            self.max_key = max(self.max_key, store.max_key)
+
+
 class Quantiles:
     """DDSketch of non-negative durations; quantiles within 0.5 % relative error."""
 
     ACCURACY = 0.005
     _mapping = LogarithmicMapping(ACCURACY)
 
-    __slots__ = ("sketch",)
+    __slots__ = ("sketch", "store")
 
-    def __init__(self) -> None:
-        self.sketch = DDSketch(self.ACCURACY)
+    def __init__(self, store: SparseStore | None = None, zero_count: float = 0.0) -> None:
+        self.store = store if store is not None else SparseStore()
+        # Values are clamped to >= 0, so the negative store stays empty.
+        self.sketch = BaseDDSketch(self._mapping, self.store, SparseStore(), zero_count)
 
     def add(self, value: float) -> None:
         self.sketch.add(max(value, 0.0))
@@ -104,18 +166,11 @@ class Quantiles:
 
     def dump(self) -> dict:
         # Bins as (key, count) pairs plus the zero bucket: enough to rebuild the quantiles.
-        store = self.sketch._store
-        bins = [[store.offset + i, c] for i, c in enumerate(store.bins) if c]
-        return {"$dd": bins, "z": self.sketch._zero_count}
+        return {"$dd": sorted([key, count] for key, count in self.store.bins.items()), "z": self.sketch._zero_count}
 
     @classmethod
     def load(cls, data: dict) -> Quantiles:
-        quantiles = cls()
-        for key, count in data["$dd"]:
-            quantiles.sketch.add(cls._mapping.value(key), count)
-        if data["z"]:
-            quantiles.sketch.add(0.0, data["z"])
-        return quantiles
+        return cls(SparseStore.of_bins({key: count for key, count in data["$dd"]}), data["z"])
 
 
 class TopItems:

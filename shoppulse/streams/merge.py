@@ -53,7 +53,7 @@ class Merger:
         self.context = Context(label_cap=settings.label_cap, top_n=settings.top_list_size)
         self.progress: dict[tuple[str, int], int] = {}  # (family, partition) -> through
         self.emitted: dict[str, int] = {}  # family -> global progress already emitted
-        self.pending: dict[tuple[str, int, int], dict[int, Measures]] = {}  # window -> partition -> snapshot
+        self.pending: dict[tuple[str, int, int], dict[int, Snapshot]] = {}  # window -> partition -> snapshot
         self.finals: dict[tuple[str, int, int], Measures] = {}  # final merged measures kept for cross KPIs
         self.dirty: set[tuple[str, int, int]] = set()
         self.steps: dict[tuple[str, int], list] = {}  # (family, partition) -> point-in-time state steps
@@ -66,7 +66,7 @@ class Merger:
             key = (message.family, message.size_ms, message.start_ms)
             if message.start_ms + message.size_ms <= self.emitted.get(message.family, -1):
                 return []  # a re-sent snapshot of a window already final (after a restart)
-            self.pending.setdefault(key, {})[message.partition] = message.measures
+            self.pending.setdefault(key, {})[message.partition] = message
             self.dirty.add(key)
             # One state key per window and partition: a 1 h window of all partitions together
             # outgrew Kafka's 1 MiB record limit in the benchmark.
@@ -103,8 +103,8 @@ class Merger:
         results = []
         for key in sorted(ready, key=lambda k: (k[2] + k[1], k[1])):
             merged = Measures()
-            for partition, measures in self.pending.pop(key, {}).items():
-                merged.merge(measures)
+            for partition, snapshot in self.pending.pop(key, {}).items():
+                merged.merge(snapshot.measures)
                 self.changed.add(PartialKey(*key, partition))
             self.dirty.discard(key)
             results.append(self._result(key, merged, final=True))
@@ -196,8 +196,8 @@ class Merger:
         results = []
         for key in sorted(self.dirty):
             merged = Measures()
-            for measures in self.pending.get(key, {}).values():
-                merged.merge(measures)
+            for snapshot in self.pending.get(key, {}).values():
+                merged.merge(snapshot.measures)
             results.append(self._result(key, merged, final=False))
         self.dirty.clear()
         return results
@@ -217,8 +217,9 @@ class Merger:
             case EmittedKey(family):
                 value = self.emitted.get(family)
             case PartialKey(family, size_ms, start_ms, partition):
+                # The snapshot's partial record, as received: its measures are not encoded again.
                 snapshot = self.pending.get((family, size_ms, start_ms), {}).get(partition)
-                value = None if snapshot is None else snapshot.dump()
+                return None if snapshot is None else snapshot.to_bytes()
             case FinalKey(family, size_ms, start_ms):
                 merged = self.finals.get((family, size_ms, start_ms))
                 value = None if merged is None else merged.dump()
@@ -235,7 +236,11 @@ class Merger:
                 case EmittedKey(family):
                     self.emitted[family] = data
                 case PartialKey(family, size_ms, start_ms, partition):
-                    self.pending.setdefault((family, size_ms, start_ms), {})[partition] = Measures.load(data)
+                    # The partial record as received; state written before that held its measures alone.
+                    record = "type" in data
+                    measures = Measures.load(data["measures"] if record else data)
+                    snapshot = Snapshot(family, size_ms, start_ms, partition, measures, raw if record else None)
+                    self.pending.setdefault((family, size_ms, start_ms), {})[partition] = snapshot
                 case FinalKey(family, size_ms, start_ms):
                     self.finals[(family, size_ms, start_ms)] = Measures.load(data)
                 case StepsKey(family, partition):

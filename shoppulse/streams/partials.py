@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -22,8 +22,13 @@ class Snapshot:
     start_ms: int
     partition: int
     measures: Measures
+    # The record it was decoded from, if any: the merge stage keeps it as its state as it
+    # came, instead of encoding the measures again (docs/performance.md, "Merger capacity").
+    encoded: bytes | None = field(default=None, repr=False, compare=False)
 
     def to_bytes(self) -> bytes:
+        if self.encoded is not None:
+            return self.encoded
         return orjson.dumps(
             {
                 "type": "snapshot",
@@ -78,5 +83,10 @@ def decode_partial(data: bytes) -> Snapshot | Progress:
             record.get("watermark_ms"),
         )
     return Snapshot(
-        record["family"], record["size_ms"], record["start_ms"], record["partition"], Measures.load(record["measures"])
+        record["family"],
+        record["size_ms"],
+        record["start_ms"],
+        record["partition"],
+        Measures.load(record["measures"]),
+        data,
     )
