@@ -219,7 +219,9 @@ class Merger:
             case PartialKey(family, size_ms, start_ms, partition):
                 # The snapshot's partial record, as received: its measures are not encoded again.
                 snapshot = self.pending.get((family, size_ms, start_ms), {}).get(partition)
-                return None if snapshot is None else snapshot.to_bytes()
+                if snapshot is None:
+                    return None
+                return snapshot.encoded if snapshot.encoded is not None else snapshot.to_bytes()
             case FinalKey(family, size_ms, start_ms):
                 merged = self.finals.get((family, size_ms, start_ms))
                 value = None if merged is None else merged.dump()

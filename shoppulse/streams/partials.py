@@ -27,8 +27,6 @@ class Snapshot:
     encoded: bytes | None = field(default=None, repr=False, compare=False)
 
     def to_bytes(self) -> bytes:
-        if self.encoded is not None:
-            return self.encoded
         return orjson.dumps(
             {
                 "type": "snapshot",
