@@ -26,8 +26,13 @@ def run(
     batch: int = 500,
     restart_every: int | None = None,
     open_snapshots: bool = False,
+    end_watermark_after_ms: int | None = None,
 ) -> list[dict]:
     """Feed (stream, event dict) pairs in order; close everything; return all kpi-results records.
+
+    Everything closes as after a long silence (every partition idle, a day of wall clock), or,
+    with `end_watermark_after_ms`, at once: each stream's partitions end with a watermark record
+    that long after its last event (what `shoppulse replay` sends), and no partition goes idle.
 
     With `restart_every`, every engine is rebuilt from its written state every N batches, as after a crash.
     With `open_snapshots`, each batch also sends the open windows' snapshots that are due, on a wall
@@ -53,6 +58,20 @@ def run(
                 pipeline.restart()
     for (stream, partition), records in pending.items():
         pipeline.feed(stream, partition, records, NOW_MS)
+    if end_watermark_after_ms is not None:
+        last: dict[str, int] = {}
+        for stream, record in events:
+            try:
+                last[stream] = max(last.get(stream, 0), parse(stream, orjson.dumps(record), now_ms=NOW_MS).ts_ms)
+            except InvalidEvent:
+                continue
+        for stream, ts_ms in last.items():
+            mark = orjson.dumps({"watermark": ts_ms + end_watermark_after_ms})
+            for partition in range(settings.partitions):
+                offset = offsets[(stream, partition)] = offsets.get((stream, partition), -1) + 1
+                pipeline.feed(stream, partition, [RawRecord(offset, mark)], NOW_MS)
+        pipeline.tick(NOW_MS)
+        return [orjson.loads(value) for _, _, value in kpi_results.records("kpi-results", pipeline.results, NOW_MS)]
     # Every partition of every stream goes idle, so every stream is quiet: its clock starts at its
     # largest watermark and moves with the wall clock; a day later every window has closed.
     pipeline.tick(NOW_MS)

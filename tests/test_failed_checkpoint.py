@@ -98,8 +98,11 @@ def test_fenced_checkpoints_mid_replay_count_every_metric_once(namespace, tmp_pa
         ok, duplicates = len(set(sent)), len(sent) - len(set(sent))
         counted = {o: _metric(samples, "shoppulse_events_total", topic=topic, outcome=o) for o in ("ok", "duplicate")}
         assert counted == {"ok": ok, "duplicate": duplicates}, topic
+        marks = _metric(samples, "shoppulse_watermark_records_total", topic=topic)
+        assert marks == 4, f"{topic}: {marks:.0f} watermark records counted: the replay ends with one per partition"
         latency = _metric(samples, "shoppulse_processing_latency_seconds_count", topic=topic)
-        assert latency == len(sent), f"{topic}: {latency:.0f} latency observations for {len(sent)} records"
+        records = len(sent) + marks
+        assert latency == records, f"{topic}: {latency:.0f} latency observations for {records:.0f} records"
     assert _metric(samples, "shoppulse_dead_letters_total") == 0
 
     # The KPI counters, against the oracle's smallest windows.

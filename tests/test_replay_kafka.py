@@ -12,10 +12,19 @@ pytestmark = pytest.mark.integration
 
 
 def _read_back(ns) -> Counter:
+    """Records by (stream, event type); the end's watermark records as (stream, "watermark")."""
     counts: Counter = Counter()
     for stream in ("clickstream", "orders", "tickets"):
-        counts.update((stream, r["event_type"]) for r in ns.read_to_end(ns.topics[stream]))
+        counts.update((stream, r.get("event_type", "watermark")) for r in ns.read_to_end(ns.topics[stream]))
     return counts
+
+
+def _events(counts: Counter) -> int:
+    return sum(n for (_stream, kind), n in counts.items() if kind != "watermark")
+
+
+def _watermarks(counts: Counter) -> dict[str, int]:
+    return {stream: n for (stream, kind), n in counts.items() if kind == "watermark"}
 
 
 def test_replay_rees46(namespace):
@@ -31,7 +40,8 @@ def test_replay_rees46(namespace):
     assert counts[("clickstream", "add_to_cart")] == by_type["cart"] == 165
     assert counts[("clickstream", "purchase")] == by_type["purchase"] == 214
     assert counts[("orders", "order_placed")] == len(orders) == 214
-    assert sum(counts.values()) == len(rows) + len(orders)
+    assert _events(counts) == len(rows) + len(orders)
+    assert _watermarks(counts) == {"clickstream": 4, "orders": 4}  # one per partition of the topics sent to
 
 
 def test_replay_online_retail(namespace):
@@ -49,7 +59,8 @@ def test_replay_online_retail(namespace):
     assert len(invoices) == 1_275
     assert counts[("orders", "order_placed")] == len(sales) == 1_052
     assert counts[("orders", "order_cancelled")] == len(cancelled) == 156
-    assert sum(counts.values()) == len(sales) + len(cancelled)
+    assert _events(counts) == len(sales) + len(cancelled)
+    assert _watermarks(counts) == {"orders": 4}
 
 
 def test_replay_incident_log(namespace):

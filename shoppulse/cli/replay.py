@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import UserError
+from ..settings import Settings
 from ..tools.replay import FORMATS, replay
 from ..tools.sink import KafkaSink
 from .common import add_broker_option, add_config_option, settings_from_args
@@ -26,6 +27,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--topic", choices=("clickstream", "orders", "tickets"), help="jsonl: stream of lines without a `topic` field"
     )
     p.add_argument("--partitions", type=int, help="partitions for topics it creates (default 4)")
+    p.add_argument(
+        "--no-end-watermark",
+        dest="end_watermark",
+        action="store_false",
+        help="do not end each topic with watermark records (use it when live producers write to the same "
+        "topics: a replay's end must not make their events late)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_option(p)
     p.set_defaults(run=run)
@@ -48,8 +56,17 @@ def run(args: argparse.Namespace) -> int:
                 rebase_time=args.rebase_time,
                 show_progress=not args.quiet,
                 topic=args.topic,
+                end_watermark_after_ms=end_watermark_after_ms(settings) if args.end_watermark else None,
             )
 
     for (stream, event_type), n in sorted(asyncio.run(send()).items()):
         print(f"{stream:12} {event_type:20} {n}")
     return 0
+
+
+def end_watermark_after_ms(settings: Settings) -> int:
+    """How far past a stream's last event its end watermark goes: past the last session's
+    timeout and the largest window containing the last event, plus the grace, so that every
+    window and session of the replay is final."""
+    span_s = max(settings.session_timeout_seconds, max(settings.windows_seconds))
+    return int((span_s + settings.grace_seconds + 1) * 1000)

@@ -25,6 +25,7 @@ class SourceTally:
     resolutions: list[float] = field(default_factory=list)  # seconds
     latencies: array = field(default_factory=lambda: array("d"))  # record timestamp to fed, seconds
     filter_false_positives: int = 0
+    watermarks: int = 0  # watermark records (not events)
 
     def add(self, result: FeedResult, latencies: Iterable[float]) -> None:
         for outcome, n in zip(OUTCOMES, (result.accepted, result.invalid, result.late, result.duplicates)):
@@ -34,6 +35,7 @@ class SourceTally:
         self.resolutions.extend(result.resolution_seconds)
         self.latencies.extend(latencies)
         self.filter_false_positives += result.filter_false_positives
+        self.watermarks += result.watermarks
 
 
 class Sensor:

@@ -96,6 +96,12 @@ class Metrics:
         self.dead_letters = Counter(
             "shoppulse_dead_letters", "Records sent to the dead-letter topic, by reason", ["reason"], registry=r
         )
+        self.watermark_records = Counter(
+            "shoppulse_watermark_records",
+            "Watermark records read (a replay's end, a producer's heartbeat): not events, never in shoppulse_events_total",
+            ["topic"],
+            registry=r,
+        )
         self.filter_false_positives = Counter(
             "shoppulse_dedup_filter_false_positives",
             "New event ids a dedup Bloom filter took for maybe seen: one store read each, never a wrong answer",
@@ -168,6 +174,7 @@ class Metrics:
             for outcome in OUTCOMES:
                 self.events.labels(topic, outcome)
             self.filter_false_positives.labels(topic)
+            self.watermark_records.labels(topic)
             self.latency.labels(topic)
         for reason in REASONS:
             self.dead_letters.labels(reason)
@@ -207,6 +214,8 @@ class PrometheusExporter(Sensor):
             m.first_response.labels(channel, priority).observe(seconds)
         for seconds in tally.resolutions:
             m.resolution.observe(seconds)
+        if tally.watermarks:
+            m.watermark_records.labels(topic).inc(tally.watermarks)
         if tally.filter_false_positives:
             m.filter_false_positives.labels(topic).inc(tally.filter_false_positives)
         latency = m.latency.labels(topic)

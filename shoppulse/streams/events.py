@@ -126,6 +126,16 @@ class TicketEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 Event = ClickEvent | OrderEvent | TicketEvent
 
+
+class WatermarkRecord(msgspec.Struct, forbid_unknown_fields=True):
+    """On any source topic: its producer has sent every event of this partition up to
+    `watermark` (docs/events.md, "Watermark records"). It moves the partition's event time, so
+    windows and sessions before it close without waiting for the idle timeout. Not an event:
+    never counted, deduplicated or windowed."""
+
+    watermark: Timestamp
+
+
 # Logical stream name -> record type. Topic names are configurable; these names are not.
 RECORD_TYPES: dict[str, type[Event]] = {
     "clickstream": ClickEvent,
@@ -185,7 +195,7 @@ E = TypeVar("E", ClickEvent, OrderEvent, TicketEvent)
 @dataclass(slots=True)
 class Parsed:
     stream: str
-    event: Event
+    event: Event | WatermarkRecord
     ts_ms: int
 
     def event_as(self, record_type: type[E]) -> E:
@@ -196,20 +206,21 @@ class Parsed:
 
 
 _decoders = {name: msgspec.json.Decoder(rt) for name, rt in RECORD_TYPES.items()}
+_decode_watermark = msgspec.json.Decoder(WatermarkRecord).decode
 
 
-def parse_ts(value: Timestamp) -> int:
+def parse_ts(value: Timestamp, field: str = "ts") -> int:
     """RFC 3339 (with zone) or epoch milliseconds -> epoch milliseconds."""
     if isinstance(value, int):
         if value < 0:
-            raise InvalidEvent("invalid_value", f"negative epoch milliseconds {value} at `$.ts`")
+            raise InvalidEvent("invalid_value", f"negative epoch milliseconds {value} at `$.{field}`")
         return value
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidEvent("invalid_value", f"ts {value!r} is not RFC 3339") from None
+        raise InvalidEvent("invalid_value", f"{field} {value!r} is not RFC 3339") from None
     if parsed.tzinfo is None:
-        raise InvalidEvent("invalid_value", f"ts {value!r} has no time zone")
+        raise InvalidEvent("invalid_value", f"{field} {value!r} has no time zone")
     return int(parsed.timestamp() * 1000)
 
 
@@ -240,17 +251,31 @@ def parse(
         payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidEvent("invalid_encoding", f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    event: Event | WatermarkRecord
     try:
         event = _decoders[stream].decode(payload)
     except msgspec.ValidationError as exc:
-        raise InvalidEvent(_classify(exc), str(exc)) from None
+        # Events are the common case, so a watermark record is tried only once decoding failed.
+        event = _watermark_record(payload, exc)
     except msgspec.DecodeError as exc:
         raise InvalidEvent("invalid_json", str(exc)) from None
-    ts_ms = parse_ts(event.ts)
+    field, ts = ("watermark", event.watermark) if isinstance(event, WatermarkRecord) else ("ts", event.ts)
+    ts_ms = parse_ts(ts, field)
     if ts_ms > now_ms + max_future_ms:
-        raise InvalidEvent("future_timestamp", f"ts {event.ts!r} is more than {max_future_ms // 1000} s ahead")
-    _check_values(event)
+        raise InvalidEvent("future_timestamp", f"{field} {ts!r} is more than {max_future_ms // 1000} s ahead")
+    if not isinstance(event, WatermarkRecord):
+        _check_values(event)
     return Parsed(stream, event, ts_ms)
+
+
+def _watermark_record(payload: bytes, event_error: msgspec.ValidationError) -> WatermarkRecord:
+    """The payload as a watermark record, if it has the field; else the event's error."""
+    if b'"watermark"' not in payload:
+        raise InvalidEvent(_classify(event_error), str(event_error)) from None
+    try:
+        return _decode_watermark(payload)
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(_classify(exc), f"watermark record: {exc}") from None
 
 
 def _check_values(event: Event) -> None:

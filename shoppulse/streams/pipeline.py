@@ -64,6 +64,7 @@ class FeedResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     first_response_seconds: list[tuple[float, str, str]] = field(default_factory=list)  # (s, channel, priority)
     resolution_seconds: list[float] = field(default_factory=list)
+    watermarks: int = 0  # watermark records: not events, in no outcome
     filter_false_positives: int = 0  # dedup Bloom filter answers of "maybe" for a new id (streams/cold.py)
 
 
@@ -128,6 +129,7 @@ class SourceDriver:
             result.dead_letters.append(self._dead_letter(partition, kept[index], "late", detail, now_ms))
         result.accepted = batch.accepted
         result.duplicates = batch.duplicates
+        result.watermarks = batch.watermarks
         result.late = len(batch.late)
         result.first_response_seconds = batch.first_response_seconds
         result.resolution_seconds = batch.resolution_seconds

@@ -478,8 +478,14 @@ async def replay(
     rebase_time: bool = False,
     show_progress: bool = True,
     topic: str | None = None,
+    end_watermark_after_ms: int | None = None,
 ) -> Counter:
     """Send the events of `path` to `sink`; returns counts by (stream, event_type).
+
+    end_watermark_after_ms: then end each stream with a watermark record on every partition,
+    this long after its last event (at most now): the worker closes the replay's last windows
+    and sessions at once, instead of at wall-clock speed once its partitions are idle. Counted
+    as (stream, "watermark").
 
     speed: None sends as fast as the sink takes them; N sends N times faster than event
     time (a ts gap of N seconds takes one second). rebase_time: shift all timestamps so
@@ -521,4 +527,12 @@ async def replay(
                 raise AssertionError(f"{out.stream} line with neither an event nor its raw bytes")
             counts[(out.stream, out.label)] += 1
             progress.advance(task)
+    if end_watermark_after_ms is not None:
+        now_ms = int(time.time() * 1000)
+        last: dict[str, int] = {}
+        for out in outgoing:
+            if out.ts_ms is not None:
+                last[out.stream] = max(out.ts_ms, last.get(out.stream, 0))
+        for stream, ts_ms in sorted(last.items()):
+            counts[(stream, "watermark")] += await sink.watermark(stream, min(ts_ms + end_watermark_after_ms, now_ms))
     return counts

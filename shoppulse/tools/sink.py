@@ -42,6 +42,11 @@ class EventSink:
     async def write(self, stream: str, key: bytes, value: bytes) -> None:
         raise NotImplementedError
 
+    async def watermark(self, stream: str, ts_ms: int) -> int:
+        """A watermark record (events.py `WatermarkRecord`) to every partition of the stream's
+        topic; returns how many were sent. A file has no partitions: none by default."""
+        return 0
+
 
 class KafkaSink(EventSink):
     """Produces to the configured source topics, creating them first if needed."""
@@ -74,6 +79,14 @@ class KafkaSink(EventSink):
         self._pending.append(await self.producer.send(self.settings.topics.source(stream), value, key=key))
         if len(self._pending) >= 5000:
             await self.flush()
+
+    async def watermark(self, stream: str, ts_ms: int) -> int:
+        topic = self.settings.topics.source(stream)
+        value = orjson.dumps({"watermark": ts_ms})
+        partitions = sorted(await self.producer.partitions_for(topic))
+        for partition in partitions:
+            self._pending.append(await self.producer.send(topic, value, partition=partition))
+        return len(partitions)
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, []

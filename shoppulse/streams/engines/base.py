@@ -37,7 +37,7 @@ import msgspec
 
 from ...settings import Settings
 from ..cold import ColdStore, EventIds, MemoryStore
-from ..events import Parsed
+from ..events import Parsed, WatermarkRecord
 from ..measures import Measures
 from ..partials import Progress, Snapshot
 from ..state_keys import META, IdsKey, MetaKey, StateKey, WindowDeltaKey, WindowKey, decode_key, encode_key
@@ -65,6 +65,7 @@ _decode_measures = msgspec.json.Decoder(dict[str, Any]).decode
 class BatchResult:
     accepted: int = 0
     duplicates: int = 0
+    watermarks: int = 0  # watermark records (events.py `WatermarkRecord`)
     late: list[tuple[Parsed, int]] = field(default_factory=list)  # (event, index in the batch)
     first_response_seconds: list[tuple[float, str, str]] = field(default_factory=list)  # (seconds, channel, priority)
     resolution_seconds: list[float] = field(default_factory=list)
@@ -117,6 +118,14 @@ class PartitionEngine:
         group_max = 0
         wm = self.watermark
         for index, parsed in enumerate(batch):
+            if isinstance(parsed.event, WatermarkRecord):
+                # A promise about the past only: event time never passes the wall clock by one,
+                # so a replay's end cannot make the live events that follow it late.
+                wm.observe(min(parsed.ts_ms, wall_ms), wall_ms)
+                result.watermarks += 1
+                if wm.value - self.grace_ms >= self.next_close:
+                    self._close()
+                continue
             event_id = parsed.event.event_id
             if event_id in event_ids:
                 result.duplicates += 1
