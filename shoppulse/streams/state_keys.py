@@ -28,6 +28,7 @@ written before it reads back the same unless its id holds `%25`, `%7C` or `%20`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 
 import msgspec
 
@@ -160,6 +161,12 @@ def decode_key(text: str) -> StateKey:
 def _decode_state_key(text: str) -> StateKey | None:
     kind, _, rest = text.partition("|")
     try:
+        # The most numerous kinds first (a restore decodes every row).
+        if kind == "s":
+            visitor_id, session_id = rest.split(" ")
+            return SessionKey(_untext(visitor_id), _untext(session_id))
+        if kind == "v":
+            return VisitorKey(_untext(rest))
         if kind == "meta" and not rest:
             return META
         if kind == "w":
@@ -170,11 +177,6 @@ def _decode_state_key(text: str) -> StateKey | None:
             return WindowDeltaKey(_untext(family), int(size_ms), int(start_ms))
         if kind == "ids":
             return IdsKey(int(rest))
-        if kind == "s":
-            visitor_id, session_id = rest.split(" ")
-            return SessionKey(_untext(visitor_id), _untext(session_id))
-        if kind == "v":
-            return VisitorKey(_untext(rest))
         if kind == "c":
             return CustomerKey(_untext(rest))
         if kind == "t":
@@ -213,6 +215,14 @@ def _decode_merge_key(text: str) -> MergeKey | None:
 def table_key(partition: int, key: str) -> bytes:
     """The worker's table key of an encoded state key of `partition`."""
     return f"{partition}|{key}".encode()
+
+
+def state_rows(partition: int, rows: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, bytes]]:
+    """(encoded state key, value) of the table rows of `partition` among `rows` (a restore's:
+    one prefix test per row instead of `split_table_key`'s split and int)."""
+    prefix = b"%d|" % partition
+    skip = len(prefix)
+    return ((raw[skip:].decode(), value) for raw, value in rows if raw.startswith(prefix))
 
 
 def split_table_key(raw: bytes) -> tuple[int, str]:
