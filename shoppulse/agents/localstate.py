@@ -23,6 +23,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import cast
 
 from aiokafka import TopicPartition
 from rocksdict import Options, Rdict, ReadOptions, WriteBatch
@@ -86,8 +87,8 @@ class LocalChangelogs:
         # this generator's frame (a dropped bound let rows of other partitions through).
         bounds = ReadOptions()
         bounds.set_iterate_upper_bound(_successor(prefix))
-        for key, value in self.db.items(from_key=prefix, read_opt=bounds):
-            assert isinstance(key, bytes) and isinstance(value, bytes)  # raw mode: bytes in, bytes out
+        items = cast(Iterator[tuple[bytes, bytes]], self.db.items(from_key=prefix, read_opt=bounds))  # raw mode
+        for key, value in items:
             yield key[skip:], value
 
     def write(self, tp: TopicPartition, rows: Iterable[tuple[bytes, bytes | None]], offset: int, now_ms: int) -> int:
