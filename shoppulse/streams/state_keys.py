@@ -12,7 +12,7 @@ A source engine's state, one row per key (values: see the engines' `dump_key`):
     t|<ticket_id>                     TicketKey     one ticket
 
 A worker keeps every partition's rows of one stream in one table, as `<partition>|<key>`
-(`table_key`, `split_table_key`). The merge stage's state, one table:
+(`table_key`, `state_rows`). The merge stage's state, one table:
 
     w|<family>|<size_ms>|<start_ms>|<partition>   PartialKey    a partition's last snapshot of a window
     p|<family>|<partition>                        ProgressKey   a partition's progress
@@ -218,14 +218,8 @@ def table_key(partition: int, key: str) -> bytes:
 
 
 def state_rows(partition: int, rows: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, bytes]]:
-    """(encoded state key, value) of the table rows of `partition` among `rows` (a restore's:
-    one prefix test per row instead of `split_table_key`'s split and int)."""
+    """(encoded state key, value) of the table rows of `partition` among `rows`: one prefix test
+    per row (a restore reads a million)."""
     prefix = b"%d|" % partition
     skip = len(prefix)
     return ((raw[skip:].decode(), value) for raw, value in rows if raw.startswith(prefix))
-
-
-def split_table_key(raw: bytes) -> tuple[int, str]:
-    """(partition, encoded state key) of a worker's table key."""
-    partition, _, key = raw.decode().partition("|")
-    return int(partition), key
