@@ -1,7 +1,7 @@
 """Restarts of a worker with a large state: how many changelog records each restart reads, and
 how long until it processes again.
 
-    .venv/bin/python bench/restart.py [--events 2000000] [--returning-rate 0.1] [--repeat 1]
+    .venv/bin/python bench/restart.py [--events 2000000] [--returning-rate 0.1] [--repeat 1] [--keep DIR]
 
 1. Generates N events of a seeded timeline (`bench/_harness.py generate`; `--returning-rate`
    sets the share of sessions by a visitor seen before, so that N events bring enough distinct
@@ -164,6 +164,9 @@ async def main(args) -> int:
                 print(rows[-1], flush=True)
         worker.stop("sigterm")
         report(rows, args, visitors, sum(changelogs.values()))
+        if args.keep:
+            shutil.copytree(workdir, args.keep, ignore=shutil.ignore_patterns("kafka"))
+            print(f"kept the worker's data dir and logs in {args.keep}")
     finally:
         broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -202,4 +205,5 @@ if __name__ == "__main__":
     parser.add_argument("--new", type=int, default=2000, help="events produced before each restart")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--keep", type=Path, help="copy the worker's data dir and logs here (to profile a restore)")
     raise SystemExit(asyncio.run(main(parser.parse_args())))

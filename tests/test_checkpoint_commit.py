@@ -34,7 +34,7 @@ from shoppulse.settings import Settings, TopicNames
 from shoppulse.streams.cold import MemoryStore
 from shoppulse.streams.events import encode, key_of
 from shoppulse.streams.pipeline import Pipeline, RawRecord
-from shoppulse.streams.state_keys import split_table_key
+from shoppulse.streams.state_keys import state_rows
 from shoppulse.tools.generate import GeneratorConfig, generate_events
 
 pytestmark = pytest.mark.integration
@@ -92,25 +92,24 @@ async def changelog_rows(settings: Settings, changelog: TopicPartition) -> dict[
         bootstrap_servers=settings.broker, isolation_level="read_committed", enable_auto_commit=False
     )
     await reader.start()
-    rows: dict[str, bytes] = {}
+    rows: dict[bytes, bytes] = {}
     try:
         reader.assign([changelog])
         await reader.seek_to_beginning(changelog)
         end = (await reader.end_offsets([changelog]))[changelog]
         while await reader.position(changelog) < end:
             for record in (await reader.getmany(changelog, timeout_ms=500)).get(changelog, []):
-                key = split_table_key(record.key)[1]
                 if record.value is None:
-                    rows.pop(key, None)
+                    rows.pop(record.key, None)
                 else:
-                    rows[key] = record.value
+                    rows[record.key] = record.value
     finally:
         await reader.stop()
-    return rows
+    return dict(state_rows(changelog.partition, rows.items()))
 
 
 def local_rows(local: LocalChangelogs, changelog: TopicPartition) -> dict[str, bytes]:
-    return {split_table_key(raw)[1]: value for raw, value in local.rows(changelog)}
+    return dict(state_rows(changelog.partition, local.rows(changelog)))
 
 
 async def changelog_end(settings: Settings, changelog: TopicPartition) -> int:

@@ -23,7 +23,7 @@ from shoppulse.streams.state_keys import (
     decode_key,
     decode_merge_key,
     encode_key,
-    split_table_key,
+    state_rows,
     table_key,
 )
 
@@ -68,7 +68,9 @@ def test_distinct_keys_have_distinct_texts(keys):
 
 @given(st.integers(min_value=0, max_value=10_000), state_keys)
 def test_table_key_round_trips(partition, key):
-    assert split_table_key(table_key(partition, encode_key(key))) == (partition, encode_key(key))
+    neighbour = partition * 10 + 1  # its number starts with `partition`'s: the prefixes must not overlap
+    rows = [(table_key(partition, encode_key(key)), b"1"), (table_key(neighbour, encode_key(key)), b"2")]
+    assert list(state_rows(partition, rows)) == [(encode_key(key), b"1")]
 
 
 def test_plain_ids_keep_the_format_written_before_the_codec():

@@ -13,7 +13,7 @@ from ..settings import Settings
 from ..streams.cold import ColdStore
 from ..streams.events import Stream
 from ..streams.pipeline import RawRecord, SourceDriver
-from ..streams.state_keys import split_table_key, table_key
+from ..streams.state_keys import state_rows, table_key
 from ..topics import changelog_topic, partials_topic, state_table
 from .task import Output, PartitionTask, TaskContext
 
@@ -50,8 +50,7 @@ class SourceTask(PartitionTask[SourceTally]):
     def restore(self, rows: Iterable[tuple[bytes, bytes]], committed: int | None) -> None:
         super().restore(rows, committed)
         partition = self.tp.partition
-        split = ((split_table_key(raw), value) for raw, value in rows)
-        self.source.staged[partition] = ((key, value) for (owner, key), value in split if owner == partition)
+        self.source.staged[partition] = state_rows(partition, rows)
         self.driver.forget([partition])
         self.driver.engine(partition)  # restored from the staged rows
 

@@ -29,7 +29,7 @@ No clock is read here: every call that depends on the time is given it (`wall_ms
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -319,27 +319,17 @@ class PartitionEngine:
     def restore(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Rebuild in-memory state from the partition's changelog rows (its last committed
         checkpoint) after a (re)start or rebalance."""
+        # By the key's type: a `match` on a million rows costs seconds (its class patterns).
+        restorers: dict[type, Callable[[Any, bytes], None]] = {
+            MetaKey: self._restore_meta,
+            WindowKey: self._restore_window,
+            WindowDeltaKey: self._restore_delta,
+            IdsKey: self._restore_ids,
+        }
+        entity = self.restore_entity
         for text, value in items:
             key = decode_key(text)
-            match key:
-                case MetaKey():
-                    meta = _decode_meta(value)
-                    self.watermark.event_ms = meta.wm
-                    self.progress.update(meta.progress)
-                    self.next_group = meta.next_group
-                case WindowKey(family, size_ms, start_ms):
-                    window = (family, size_ms, start_ms)
-                    self.window_bases[window] = Measures.load(_decode_measures(value))
-                    self.windows.setdefault(window, Measures())
-                case WindowDeltaKey(family, size_ms, start_ms):
-                    window = (family, size_ms, start_ms)
-                    self.windows[window] = Measures.load(_decode_measures(value))
-                    self.deltas_saved.add(window)
-                case IdsKey(group):
-                    max_ts, ids = _decode_ids(value)
-                    self.event_ids.restore_group(group, max_ts, ids)
-                case _:
-                    self.restore_entity(key, value)
+            restorers.get(type(key), entity)(key, value)
         self.entities_restored()
         self.next_close = self._next_close()
         # The watermark may have been an adopted clock, which is not persisted; the progress is,
@@ -347,6 +337,26 @@ class PartitionEngine:
         promised = max(self.progress.values(), default=0)
         if promised > 0:
             self.watermark.adopted_ms = max(self.watermark.adopted_ms, promised + self.grace_ms)
+
+    def _restore_meta(self, key: MetaKey, value: bytes) -> None:
+        meta = _decode_meta(value)
+        self.watermark.event_ms = meta.wm
+        self.progress.update(meta.progress)
+        self.next_group = meta.next_group
+
+    def _restore_window(self, key: WindowKey, value: bytes) -> None:
+        window = (key.family, key.size_ms, key.start_ms)
+        self.window_bases[window] = Measures.load(_decode_measures(value))
+        self.windows.setdefault(window, Measures())
+
+    def _restore_delta(self, key: WindowDeltaKey, value: bytes) -> None:
+        window = (key.family, key.size_ms, key.start_ms)
+        self.windows[window] = Measures.load(_decode_measures(value))
+        self.deltas_saved.add(window)
+
+    def _restore_ids(self, key: IdsKey, value: bytes) -> None:
+        max_ts, ids = _decode_ids(value)
+        self.event_ids.restore_group(key.group, max_ts, ids)
 
     def restore_entity(self, key: StateKey, value: bytes) -> None:
         """Hook: restore an entity row of this engine's stream."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 
 import msgspec
 
@@ -187,14 +188,20 @@ class ClickstreamEngine(PartitionEngine):
         raise KeyError(key)
 
     def restore_entity(self, key: StateKey, value: bytes) -> None:
-        match key:
-            case SessionKey():
-                self._track(key, _decode_session(value))
-            case VisitorKey(visitor_id):
-                self.restored_visitors.append(visitor_id)
-            case _:
-                raise KeyError(key)
+        # isinstance, not `match`: called for every session and visitor row of a restore.
+        if isinstance(key, SessionKey):
+            self.sessions[key] = _decode_session(value)  # tracked in `entities_restored`
+        elif isinstance(key, VisitorKey):
+            self.restored_visitors.append(key.visitor_id)
+        else:
+            raise KeyError(key)
 
     def entities_restored(self) -> None:
         self.seen_visitors.add_many(self.restored_visitors)
         self.restored_visitors = []
+        # One heapify and one count for all the sessions, not a push and an update for each.
+        timeout = self.session_timeout_ms
+        self.expiry = [(session.last + timeout, key) for key, session in self.sessions.items()]
+        heapq.heapify(self.expiry)
+        starts = Counter(window_start(session.start, self.smallest) for session in self.sessions.values())
+        self.open_by_window = dict(starts)
