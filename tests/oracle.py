@@ -135,8 +135,8 @@ def capped(counts: dict[str, int], cap: int) -> dict[str, int]:
 # The insight lists are heavy-hitter sketches (docs/kpis.md): exact while a window has at
 # most 3,072 distinct items; beyond that each reported weight may be off by up to
 # 3.5 / 4,096 of the window's total weight (Apache DataSketches frequent items, lg_max_k 12).
-TOP_EXACT_ITEMS = 3072
-TOP_EPSILON = 3.5 / 4096
+TOP_EXACT_ITEMS = 6144  # measures.TopItems: 3/4 of 2**13, the sketch's documented exact range
+TOP_EPSILON = 3.5 / 8192
 
 
 @dataclass

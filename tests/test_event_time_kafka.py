@@ -3,7 +3,8 @@ that has been idle, at any speed; sparse partitions on two workers; late events 
 final; and all traffic stopping. Expected values come from the batch recomputation (oracle).
 
 Short windows, grace and session timeout keep the tests quick: a quiet stream's clock moves
-at wall-clock speed, so the last windows of a replay close one window + grace after it ends.
+at wall-clock speed, so windows that only the idle rule closes close one window + grace after
+it goes quiet. (A replay's own end closes its windows at once: its watermark records.)
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ from shoppulse.tools.replay import read_events
 
 pytestmark = pytest.mark.integration
 
-# The worker's and the oracle's settings, the same on both sides (why not 1 m as the largest
-# window: QUICK_CLOSE in test_kpis_kafka.py).
+# The worker's and the oracle's settings, the same on both sides.
 WORKER = {
     "idle_timeout_seconds": 1,
     "grace_seconds": 5,

@@ -25,10 +25,9 @@ from shoppulse.tools.replay import read_events
 
 pytestmark = pytest.mark.integration
 
-# A quiet stream's clock moves at wall-clock speed from its last event (docs/kpis.md, "Windows
-# and time"), so the last windows of a replay close one window + grace after it: short ones here.
-# (Not 1 m as the largest: then one online-retail minute's product_affinity list differs from
-# the oracle's, engine and merge unchanged; a known difference, not about event time.)
+# Short windows, grace and session timeout: the replays end with watermark records, and a
+# stream without them (a split replay, an idle partition) closes its last windows one window +
+# grace after its clock goes quiet (docs/kpis.md, "Windows and time").
 QUICK_CLOSE = {"grace_seconds": 5, "session_timeout_seconds": 30, "windows_seconds": "30,120"}
 ORACLE_SETTINGS = {"windows_s": (30, 120), "session_timeout_s": 30}
 
