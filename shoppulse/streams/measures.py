@@ -91,7 +91,7 @@ class Distinct:
 
 class SparseStore(Store):
     """A DDSketch store of its non-empty bins only. The library's `DenseStore` keeps every bin
-    between the lowest and the highest key: durations from a second to days span ~2,000 bins at
+    between the lowest and the highest key: durations from a second to days span ~1,250 bins at
     0.5 %, nearly all empty, and the merge stage loads, merges and dumps thousands of sketches a
     second (docs/performance.md, "Merger capacity")."""
 

@@ -17,7 +17,7 @@ import orjson
 from ..settings import Settings
 from .kpis import BY_KEY, CATALOGUE, CROSS_NEEDS, Context, Value, compute_family
 from .measures import Measures
-from .partials import Progress, Snapshot
+from .partials import Progress, Snapshot, snapshot_of
 from .state_keys import EmittedKey, FinalKey, MergeKey, PartialKey, ProgressKey, StepsKey, decode_merge_key, encode_key
 
 # Windows no partition had data for are emitted as zeros, but at most this many per size when
@@ -239,9 +239,11 @@ class Merger:
                     self.emitted[family] = data
                 case PartialKey(family, size_ms, start_ms, partition):
                     # The partial record as received; state written before that held its measures alone.
-                    record = "type" in data
-                    measures = Measures.load(data["measures"] if record else data)
-                    snapshot = Snapshot(family, size_ms, start_ms, partition, measures, raw if record else None)
+                    snapshot = (
+                        snapshot_of(data, raw)
+                        if "type" in data
+                        else Snapshot(family, size_ms, start_ms, partition, Measures.load(data))
+                    )
                     self.pending.setdefault((family, size_ms, start_ms), {})[partition] = snapshot
                 case FinalKey(family, size_ms, start_ms):
                     self.finals[(family, size_ms, start_ms)] = Measures.load(data)

@@ -80,6 +80,11 @@ def decode_partial(data: bytes) -> Snapshot | Progress:
             record.get("idle", False),
             record.get("watermark_ms"),
         )
+    return snapshot_of(record, data)
+
+
+def snapshot_of(record: dict, data: bytes) -> Snapshot:
+    """The snapshot of a decoded partial record, `data` being its encoded form."""
     return Snapshot(
         record["family"],
         record["size_ms"],
